@@ -1,0 +1,135 @@
+/*
+ * mvcc — the multi-version key-value index.
+ *
+ * A B-tree ordered by key bytes; each key holds its versions
+ * {create_revision, mod_revision, version, lease, value} and tombstones.
+ * The store revision is a 64-bit counter, +1 per write transaction that
+ * changes something; a fresh store is at revision 1 (as etcd's).
+ *
+ * Threading: exactly one writer thread (the core's apply loop) and any
+ * number of reader threads (the shards, and the core itself). Readers never
+ * lock and never block the writer: B-tree nodes and version lists are
+ * copy-on-write, the writer publishes a new root with one release store at
+ * mvcc_txn_end(), and replaced memory is freed through ck_epoch once no
+ * reader can still see it. A reader that has called mvcc_read_begin() sees
+ * one consistent published state until mvcc_read_end(); every pointer a
+ * read returns stays valid until then.
+ *
+ * Semantics follow etcd's v3 API (etcdserver/apply.go, mvcc/kvstore*.go).
+ */
+#ifndef CETCD_MVCC_H
+#define CETCD_MVCC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mvcc_store;
+struct mvcc_reader;
+
+enum mvcc_err {
+    MVCC_OK = 0,
+    MVCC_ERR_FUTURE_REV = -1, /* "etcdserver: mvcc: required revision is a future revision" */
+    MVCC_ERR_COMPACTED = -2,  /* "etcdserver: mvcc: required revision has been compacted" */
+    MVCC_ERR_NOMEM = -3,
+};
+
+/* etcd's RangeRequest.SortOrder and SortTarget values. */
+enum mvcc_sort_order { MVCC_SORT_NONE = 0, MVCC_SORT_ASCEND = 1, MVCC_SORT_DESCEND = 2 };
+enum mvcc_sort_target {
+    MVCC_TARGET_KEY = 0,
+    MVCC_TARGET_VERSION = 1,
+    MVCC_TARGET_CREATE = 2,
+    MVCC_TARGET_MOD = 3,
+    MVCC_TARGET_VALUE = 4,
+};
+
+/* One key at one version. Pointers point into the index. */
+struct mvcc_kv {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+    int64_t create_revision;
+    int64_t mod_revision;
+    int64_t version;
+    int64_t lease;
+};
+
+/* etcd's RangeRequest, field for field. range_end: NULL/0 length = the
+ * single key; one byte "\0" = every key >= key; otherwise [key, range_end).
+ * revision <= 0 means the current revision. */
+struct mvcc_range_req {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *range_end;
+    size_t range_end_len;
+    int64_t limit;
+    int64_t revision;
+    int sort_order;  /* enum mvcc_sort_order */
+    int sort_target; /* enum mvcc_sort_target */
+    bool keys_only;
+    bool count_only;
+    int64_t min_mod_revision;
+    int64_t max_mod_revision;
+    int64_t min_create_revision;
+    int64_t max_create_revision;
+};
+
+/* etcd's RangeResponse body: kvs (value_len 0 and value NULL when
+ * keys_only; none when count_only), more, count. `revision` is the store's
+ * current revision at the time of the read (the header revision). */
+struct mvcc_range_res {
+    struct mvcc_kv *kvs; /* array owned by the result; entries point into the index */
+    size_t n;
+    int64_t count;
+    bool more;
+    int64_t revision;
+};
+
+struct mvcc_store *mvcc_create(void);
+void mvcc_destroy(struct mvcc_store *s);
+
+/* Each thread that reads registers once, and uses its reader only from that
+ * thread. */
+struct mvcc_reader *mvcc_reader_register(struct mvcc_store *s);
+void mvcc_reader_unregister(struct mvcc_reader *r);
+void mvcc_read_begin(struct mvcc_reader *r);
+void mvcc_read_end(struct mvcc_reader *r);
+
+/* Inside a read section. Returns MVCC_OK or an mvcc_err; res must be
+ * released with mvcc_range_res_free() (also after an error). */
+int mvcc_range(struct mvcc_reader *r, const struct mvcc_range_req *req, struct mvcc_range_res *res);
+void mvcc_range_res_free(struct mvcc_range_res *res);
+
+/* Current and compacted revisions as last published (any thread). */
+int64_t mvcc_current_revision(const struct mvcc_store *s);
+int64_t mvcc_compact_revision(const struct mvcc_store *s);
+/* Approximate bytes the live state takes (keys, values, versions, nodes). */
+uint64_t mvcc_size_bytes(const struct mvcc_store *s);
+
+/* ---- writer side: the single writer thread only ---- */
+
+/* Called once per previous version found by a put or delete, synchronously
+ * inside the call; the kv is valid only during the callback. */
+typedef void (*mvcc_prev_fn)(void *arg, const struct mvcc_kv *kv);
+
+/* Starts a write transaction at revision current+1. Everything written in
+ * it shares that revision (sub-revisions in order of the calls). */
+void mvcc_txn_begin(struct mvcc_store *s);
+/* Puts key=value. Calls prev(arg, old) first if the key exists (prev may
+ * be NULL). Returns MVCC_OK or MVCC_ERR_NOMEM. */
+int mvcc_txn_put(struct mvcc_store *s, const uint8_t *key, size_t key_len, const uint8_t *value,
+                 size_t value_len, int64_t lease, mvcc_prev_fn prev, void *arg);
+/* Deletes the live keys in the range (same range_end rules as Range),
+ * calling prev for each one deleted, in key order. Returns the number
+ * deleted (>= 0) or MVCC_ERR_NOMEM. */
+int64_t mvcc_txn_delete_range(struct mvcc_store *s, const uint8_t *key, size_t key_len,
+                              const uint8_t *range_end, size_t range_end_len, mvcc_prev_fn prev,
+                              void *arg);
+/* Ends the transaction: if anything changed, the revision advances and the
+ * new state is published to readers. Returns the store's current revision
+ * after the transaction. Also lets ck_epoch free memory no reader sees. */
+int64_t mvcc_txn_end(struct mvcc_store *s);
+
+#endif
