@@ -1,0 +1,88 @@
+/*
+ * ring — the per-thread io_uring event loop and the mailboxes between loops.
+ *
+ * Every shard thread owns one struct ring_loop: an io_uring plus an eventfd
+ * that other threads write to when they have left messages for it. Threads
+ * exchange messages only through struct ring_mbox: a fixed-capacity
+ * single-producer single-consumer ck_ring of pointers, one per direction per
+ * pair of threads. A full mailbox is back-pressure for the producer, never a
+ * reason to allocate.
+ *
+ * Completions are dispatched on a packed user_data: the operation in the top
+ * byte, a slot number and a generation below it (ring_ud()), so one switch
+ * handles every completion and a stale completion for a reused slot is
+ * recognised by its generation.
+ */
+#ifndef CETCD_RING_H
+#define CETCD_RING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ck_ring.h>
+
+struct ring_loop {
+    struct io_uring uring; /* owner thread only */
+    int wake_fd;           /* eventfd: any thread writes, the owner reads */
+    uint64_t wake_count;   /* read target of the armed eventfd read */
+};
+
+/* Creates the io_uring with `entries` submission slots and the eventfd. */
+int ring_loop_init(struct ring_loop *l, unsigned entries);
+void ring_loop_fini(struct ring_loop *l);
+
+/* A free SQE; submits what is queued to make room when the SQ is full, so
+ * it never returns NULL (aborts if the kernel refuses to take any). */
+struct io_uring_sqe *ring_sqe(struct ring_loop *l);
+
+/* Arms the read of the wake eventfd; its completion carries user_data. */
+void ring_arm_wake(struct ring_loop *l, uint64_t user_data);
+
+/* Wakes the loop (any thread): its armed eventfd read completes. */
+void ring_wake(struct ring_loop *l);
+
+/* user_data packing: op (8 bits) | slot (24 bits) | generation (32 bits). */
+static inline uint64_t ring_ud(unsigned op, uint32_t slot, uint32_t gen)
+{
+    return ((uint64_t)(op & 0xffu) << 56) | ((uint64_t)(slot & 0xffffffu) << 32) | gen;
+}
+static inline unsigned ring_ud_op(uint64_t ud)
+{
+    return (unsigned)(ud >> 56);
+}
+static inline uint32_t ring_ud_slot(uint64_t ud)
+{
+    return (uint32_t)(ud >> 32) & 0xffffffu;
+}
+static inline uint32_t ring_ud_gen(uint64_t ud)
+{
+    return (uint32_t)ud;
+}
+
+/* A single-producer single-consumer mailbox of pointers. */
+struct ring_mbox {
+    struct ck_ring ring;
+    struct ck_ring_buffer *buf;
+    unsigned capacity; /* power of two; holds capacity - 1 messages */
+};
+
+int ring_mbox_init(struct ring_mbox *m, unsigned capacity);
+void ring_mbox_fini(struct ring_mbox *m);
+
+/* Producer thread only. false when full. */
+static inline bool ring_mbox_push(struct ring_mbox *m, void *msg)
+{
+    return ck_ring_enqueue_spsc(&m->ring, m->buf, msg);
+}
+
+/* Consumer thread only. NULL when empty. */
+static inline void *ring_mbox_pop(struct ring_mbox *m)
+{
+    void *msg;
+    if (!ck_ring_dequeue_spsc(&m->ring, m->buf, &msg))
+        return NULL;
+    return msg;
+}
+
+#endif

@@ -1,0 +1,485 @@
+/*
+ * h2.c — one HTTP/2 server session per client connection, and gRPC's
+ * unary framing on top of it.
+ *
+ * The shard thread that owns the socket owns the rpc_conn; nothing here is
+ * shared. nghttp2 does the HTTP/2 state machine in memory: rpc_conn_feed()
+ * pushes received bytes in, rpc_conn_output() pulls bytes to send out.
+ *
+ * gRPC over HTTP/2, as used here:
+ *   request:  HEADERS (:method POST, :path /pkg.Service/Method,
+ *             content-type application/grpc...) then DATA carrying
+ *             length-prefixed messages, END_STREAM on the last frame.
+ *   message:  OFFSET SIZE MEANING
+ *             0      1    compressed flag (0: we accept no compression)
+ *             1      4    message length, big-endian
+ *             5      n    protobuf bytes
+ *   response: HEADERS (:status 200, content-type application/grpc), DATA
+ *             with one message, then trailers (grpc-status, grpc-message);
+ *             an error is "trailers-only": one HEADERS frame with all of
+ *             :status, content-type, grpc-status, grpc-message and
+ *             END_STREAM.
+ * Invariants: a request body is buffered up to max_msg_bytes + 5 bytes;
+ * beyond that the stream is answered RESOURCE_EXHAUSTED at once and the
+ * rest of its data is dropped. A stream has at most one reply; a reply for
+ * a stream that is gone (reset, connection closing) is freed and dropped.
+ */
+#include "rpc.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define H2_WINDOW_BYTES (1u << 20)
+#define H2_CONN_WINDOW_BYTES (16u << 20)
+#define H2_OUT_HIGH_BYTES (256u << 10)
+#define GRPC_PREFIX_BYTES 5
+
+struct h2_stream {
+    char path[RPC_PATH_BYTES_MAX];
+    bool path_bad;   /* missing or too long */
+    bool method_ok;  /* :method POST */
+    bool grpc_ct;    /* content-type application/grpc[+proto|;...] */
+    bool answered;   /* a reply was submitted (or the request refused) */
+    bool dispatched; /* handed to on_request */
+    uint8_t *in;     /* request body as received, prefix included */
+    size_t in_len;
+    size_t in_cap;
+    uint8_t prefix[GRPC_PREFIX_BYTES]; /* response message prefix */
+    uint8_t *body;                     /* response message, owned */
+    size_t body_len;
+    size_t sent; /* bytes of prefix+body handed to nghttp2 */
+};
+
+struct rpc_conn {
+    nghttp2_session *session;
+    const struct rpc_conn_ops *ops;
+    void *arg;
+    size_t max_msg_bytes;
+    unsigned pending; /* dispatched streams not yet answered */
+    uint8_t *out;     /* bytes pulled from nghttp2, not yet sent */
+    size_t out_len;
+    size_t out_off;
+    size_t out_cap;
+};
+
+static void stream_free(struct h2_stream *st)
+{
+    free(st->in);
+    free(st->body);
+    free(st);
+}
+
+/* ---- grpc-message encoding (percent-encoding per the gRPC spec) ---- */
+
+static void pct_encode(const char *s, char *dst, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t j = 0;
+
+    for (; *s != '\0' && j + 4 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch >= 0x20 && ch <= 0x7e && ch != '%') {
+            dst[j++] = (char)ch;
+        } else {
+            dst[j++] = '%';
+            dst[j++] = hex[ch >> 4];
+            dst[j++] = hex[ch & 15];
+        }
+    }
+    dst[j] = '\0';
+}
+
+#define NV(n, v)                                                                                   \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME    \
+    }
+
+static void submit_error(struct rpc_conn *c, int32_t sid, int code, const char *message)
+{
+    char code_s[16];
+    char msg_enc[512];
+
+    snprintf(code_s, sizeof(code_s), "%d", code);
+    pct_encode(message != NULL ? message : "", msg_enc, sizeof(msg_enc));
+    nghttp2_nv nva[] = {
+        NV(":status", "200"),
+        NV("content-type", "application/grpc"),
+        NV("grpc-status", code_s),
+        NV("grpc-message", msg_enc),
+    };
+    nghttp2_submit_response(c->session, sid, nva, sizeof(nva) / sizeof(nva[0]), NULL);
+}
+
+/* ---- response body: read callback ---- */
+
+static ssize_t body_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+    struct h2_stream *st = src->ptr;
+    size_t total = GRPC_PREFIX_BYTES + st->body_len;
+    size_t n = 0;
+
+    (void)user;
+    while (n < length && st->sent < total) {
+        if (st->sent < GRPC_PREFIX_BYTES) {
+            buf[n++] = st->prefix[st->sent++];
+            continue;
+        }
+        size_t off = st->sent - GRPC_PREFIX_BYTES;
+        size_t k = st->body_len - off;
+        if (k > length - n)
+            k = length - n;
+        memcpy(buf + n, st->body + off, k);
+        n += k;
+        st->sent += k;
+    }
+    if (st->sent == total) {
+        nghttp2_nv trailers[] = {NV("grpc-status", "0")};
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (nghttp2_submit_trailer(s, sid, trailers, 1) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    return (ssize_t)n;
+}
+
+static void submit_ok(struct rpc_conn *c, int32_t sid, struct h2_stream *st, uint8_t *body,
+                      size_t len)
+{
+    nghttp2_nv nva[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+    nghttp2_data_provider prd;
+
+    st->body = body;
+    st->body_len = len;
+    st->prefix[0] = 0;
+    st->prefix[1] = (uint8_t)(len >> 24);
+    st->prefix[2] = (uint8_t)(len >> 16);
+    st->prefix[3] = (uint8_t)(len >> 8);
+    st->prefix[4] = (uint8_t)len;
+    st->sent = 0;
+    prd.source.ptr = st;
+    prd.read_callback = body_read;
+    nghttp2_submit_response(c->session, sid, nva, 2, &prd);
+}
+
+void rpc_conn_reply(struct rpc_conn *c, int32_t sid, int code, const char *message,
+                    uint8_t *body, size_t len)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(c->session, sid);
+
+    if (st != NULL && st->dispatched && c->pending > 0) {
+        st->dispatched = false;
+        c->pending--;
+    }
+    if (st == NULL || st->answered) {
+        free(body);
+        return;
+    }
+    st->answered = true;
+    if (code != RPC_OK) {
+        free(body);
+        submit_error(c, sid, code, message);
+        return;
+    }
+    submit_ok(c, sid, st, body, len);
+}
+
+/* ---- request handling ---- */
+
+static void refuse(struct rpc_conn *c, int32_t sid, struct h2_stream *st, int code,
+                   const char *message)
+{
+    st->answered = true;
+    submit_error(c, sid, code, message);
+}
+
+static uint32_t declared_len(const struct h2_stream *st)
+{
+    return ((uint32_t)st->in[1] << 24) | ((uint32_t)st->in[2] << 16) |
+           ((uint32_t)st->in[3] << 8) | st->in[4];
+}
+
+/* The request ended: check the framing as grpc-go does, then hand the
+ * first message to the shard (bytes after it are ignored, as grpc-go
+ * ignores them for a unary call). */
+static void request_complete(struct rpc_conn *c, int32_t sid, struct h2_stream *st)
+{
+    static __thread char msg[96];
+    uint32_t len;
+
+    if (st->answered)
+        return;
+    if (st->path_bad || !st->method_ok || !st->grpc_ct) {
+        /* Not a gRPC call: answer it as gRPC would, then let it go. */
+        refuse(c, sid, st, RPC_UNIMPLEMENTED, "malformed method name");
+        return;
+    }
+    if (st->in_len == 0) {
+        refuse(c, sid, st, RPC_UNKNOWN, "EOF");
+        return;
+    }
+    if (st->in_len < GRPC_PREFIX_BYTES) {
+        refuse(c, sid, st, RPC_UNKNOWN, "unexpected EOF");
+        return;
+    }
+    if (st->in[0] == 1) {
+        refuse(c, sid, st, RPC_INTERNAL,
+               "grpc: compressed flag set with identity or empty encoding");
+        return;
+    }
+    if (st->in[0] != 0) {
+        snprintf(msg, sizeof(msg), "grpc: received unexpected payload format %u", st->in[0]);
+        refuse(c, sid, st, RPC_INTERNAL, msg);
+        return;
+    }
+    len = declared_len(st);
+    if ((size_t)len > st->in_len - GRPC_PREFIX_BYTES) {
+        refuse(c, sid, st, RPC_UNKNOWN, "unexpected EOF");
+        return;
+    }
+    st->dispatched = true;
+    c->pending++;
+    c->ops->on_request(c->arg, c, sid, st->path, st->in + GRPC_PREFIX_BYTES, len);
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    struct h2_stream *st;
+
+    (void)user;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    st->path_bad = true;
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+    return 0;
+}
+
+static bool header_is(const uint8_t *name, size_t len, const char *want)
+{
+    return len == strlen(want) && memcmp(name, want, len) == 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                     size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
+                     void *user)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+
+    (void)flags;
+    (void)user;
+    if (st == NULL || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    if (header_is(name, name_len, ":path")) {
+        st->path_bad = value_len == 0 || value_len >= sizeof(st->path);
+        if (!st->path_bad) {
+            memcpy(st->path, value, value_len);
+            st->path[value_len] = '\0';
+        }
+    } else if (header_is(name, name_len, ":method")) {
+        st->method_ok = value_len == 4 && memcmp(value, "POST", 4) == 0;
+    } else if (header_is(name, name_len, "content-type")) {
+        st->grpc_ct = value_len >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+                      (value_len == 16 || value[16] == '+' || value[16] == ';');
+    }
+    return 0;
+}
+
+static int grow_in(struct h2_stream *st, size_t need)
+{
+    size_t cap = st->in_cap != 0 ? st->in_cap : 1024;
+    uint8_t *p;
+
+    while (cap < need)
+        cap *= 2;
+    p = realloc(st->in, cap);
+    if (p == NULL)
+        return -1;
+    st->in = p;
+    st->in_cap = cap;
+    return 0;
+}
+
+/* A message over the limit is refused as soon as its prefix declares it
+ * (grpc-go's wording), or as soon as the buffered body outgrows the limit;
+ * the rest of the stream's data is then dropped. */
+static void refuse_large(struct rpc_conn *c, int32_t sid, struct h2_stream *st, size_t got)
+{
+    static __thread char msg[128];
+
+    snprintf(msg, sizeof(msg), "grpc: received message larger than max (%zu vs. %zu)", got,
+             c->max_msg_bytes);
+    refuse(c, sid, st, RPC_RESOURCE_EXHAUSTED, msg);
+    free(st->in);
+    st->in = NULL;
+    st->in_len = st->in_cap = 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
+                         size_t len, void *user)
+{
+    struct rpc_conn *c = user;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, sid);
+    size_t limit = c->max_msg_bytes + 2 * GRPC_PREFIX_BYTES;
+
+    (void)flags;
+    if (st == NULL || st->answered)
+        return 0;
+    if (st->in_len + len > limit) {
+        refuse_large(c, sid, st, st->in_len + len - GRPC_PREFIX_BYTES);
+        return 0;
+    }
+    if (st->in_len + len > st->in_cap && grow_in(st, st->in_len + len) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    memcpy(st->in + st->in_len, data, len);
+    st->in_len += len;
+    if (st->in_len >= GRPC_PREFIX_BYTES && declared_len(st) > c->max_msg_bytes)
+        refuse_large(c, sid, st, declared_len(st));
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    struct h2_stream *st;
+
+    if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0)
+        return 0;
+    st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st != NULL)
+        request_complete(user, f->hd.stream_id, st);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *user)
+{
+    struct rpc_conn *c = user;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, sid);
+
+    (void)error_code;
+    if (st == NULL)
+        return 0;
+    if (st->dispatched && c->pending > 0)
+        c->pending--;
+    nghttp2_session_set_stream_user_data(s, sid, NULL);
+    stream_free(st);
+    return 0;
+}
+
+/* ---- connection ---- */
+
+static nghttp2_session_callbacks *callbacks(void)
+{
+    /* One set per thread, made on first use and kept for the thread's life. */
+    static __thread nghttp2_session_callbacks *local;
+
+    if (local != NULL)
+        return local;
+    if (nghttp2_session_callbacks_new(&local) != 0)
+        return NULL;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(local, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(local, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(local, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(local, on_frame_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(local, on_stream_close);
+    return local;
+}
+
+struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size_t max_msg_bytes)
+{
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, RPC_STREAMS_MAX},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW_BYTES},
+    };
+    nghttp2_session_callbacks *cbs = callbacks();
+    struct rpc_conn *c;
+
+    if (cbs == NULL)
+        return NULL;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->ops = ops;
+    c->arg = arg;
+    c->max_msg_bytes = max_msg_bytes;
+    if (nghttp2_session_server_new(&c->session, cbs, c) != 0) {
+        free(c);
+        return NULL;
+    }
+    nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
+                                          H2_CONN_WINDOW_BYTES);
+    return c;
+}
+
+void rpc_conn_destroy(struct rpc_conn *c)
+{
+    if (c == NULL)
+        return;
+    nghttp2_session_del(c->session); /* closes streams: frees their state */
+    free(c->out);
+    free(c);
+}
+
+int rpc_conn_feed(struct rpc_conn *c, const uint8_t *buf, size_t len)
+{
+    ssize_t n = nghttp2_session_mem_recv(c->session, buf, len);
+
+    return n < 0 || (size_t)n != len ? -1 : 0;
+}
+
+static int out_append(struct rpc_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->out_off > 0 && c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (c->out_len + n > c->out_cap) {
+        size_t cap = c->out_cap != 0 ? c->out_cap : 16384;
+        uint8_t *q;
+        while (cap < c->out_len + n)
+            cap *= 2;
+        q = realloc(c->out, cap);
+        if (q == NULL)
+            return -1;
+        c->out = q;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+    return 0;
+}
+
+const uint8_t *rpc_conn_output(struct rpc_conn *c, size_t *len)
+{
+    while (c->out_len - c->out_off < H2_OUT_HIGH_BYTES) {
+        const uint8_t *p;
+        ssize_t n = nghttp2_session_mem_send(c->session, &p);
+        if (n <= 0)
+            break;
+        if (out_append(c, p, (size_t)n) != 0)
+            break;
+    }
+    *len = c->out_len - c->out_off;
+    return c->out + c->out_off;
+}
+
+void rpc_conn_consumed(struct rpc_conn *c, size_t n)
+{
+    c->out_off += n;
+    if (c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+}
+
+bool rpc_conn_alive(struct rpc_conn *c)
+{
+    return nghttp2_session_want_read(c->session) || nghttp2_session_want_write(c->session) ||
+           c->out_len > c->out_off;
+}
+
+unsigned rpc_conn_pending(const struct rpc_conn *c)
+{
+    return c->pending;
+}

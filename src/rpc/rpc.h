@@ -1,0 +1,160 @@
+/*
+ * rpc — the client-facing wire API: HTTP/2 (nghttp2) sessions, gRPC framing,
+ * and the etcd v3 service handlers.
+ *
+ * Two halves:
+ *  - rpc_conn: one HTTP/2 server session per client connection. It takes
+ *    the bytes the shard read, hands complete unary gRPC requests to the
+ *    shard (rpc_conn_ops.on_request), takes replies (rpc_conn_reply), and
+ *    produces bytes for the shard to send. It does no I/O itself.
+ *  - rpc_dispatch: decodes one request, checks it, and either answers it at
+ *    once (reads, errors, status) or turns it into a proposal for the core.
+ *    rpc_apply is the core's side: it applies a committed proposal to the
+ *    MVCC index and encodes the response.
+ *
+ * Threading: an rpc_conn belongs to the shard thread that owns the socket.
+ * rpc_dispatch runs on that shard; rpc_apply runs on the core only.
+ * struct rpc_member is written by the core (atomics) and read everywhere.
+ */
+#ifndef CETCD_RPC_H
+#define CETCD_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct mvcc_store;
+struct mvcc_reader;
+
+/* gRPC status codes (the subset of the gRPC spec this server sends). */
+enum rpc_code {
+    RPC_OK = 0,
+    RPC_CANCELLED = 1,
+    RPC_UNKNOWN = 2,
+    RPC_INVALID_ARGUMENT = 3,
+    RPC_DEADLINE_EXCEEDED = 4,
+    RPC_NOT_FOUND = 5,
+    RPC_FAILED_PRECONDITION = 9,
+    RPC_OUT_OF_RANGE = 11,
+    RPC_UNIMPLEMENTED = 12,
+    RPC_INTERNAL = 13,
+    RPC_UNAVAILABLE = 14,
+    RPC_RESOURCE_EXHAUSTED = 8,
+};
+
+/* Overhead gRPC allows above --max-request-bytes before it refuses a
+ * message outright (etcd's server sets its receive limit to this sum). */
+#define RPC_GRPC_OVERHEAD_BYTES (512u * 1024u)
+/* HTTP/2 limits of one connection. */
+#define RPC_STREAMS_MAX 256u
+#define RPC_PATH_BYTES_MAX 128u
+
+/* ---- the member as the API reports it ---- */
+
+#define RPC_URLS_MAX 8
+
+struct rpc_member {
+    /* Set once before the shards start; read-only afterwards. */
+    uint64_t cluster_id;
+    uint64_t member_id;
+    const char *name;
+    const char *peer_urls[RPC_URLS_MAX];
+    unsigned n_peer_urls;
+    const char *client_urls[RPC_URLS_MAX];
+    unsigned n_client_urls;
+    uint64_t max_request_bytes;
+    /* Written by the core only, read by every shard. */
+    uint64_t raft_term;
+    uint64_t commit_index;
+    uint64_t applied_index;
+    uint64_t leader;
+    uint64_t db_size_bytes;
+};
+
+/* Atomic accessors for the core-written fields. */
+uint64_t rpc_member_load(const uint64_t *field);
+void rpc_member_store(uint64_t *field, uint64_t v);
+
+/* ---- connections ---- */
+
+struct rpc_conn;
+
+struct rpc_conn_ops {
+    /* A complete unary request: msg is the protobuf body (without the
+     * 5-byte gRPC prefix), valid during the call only. */
+    void (*on_request)(void *arg, struct rpc_conn *c, int32_t stream_id, const char *path,
+                       const uint8_t *msg, size_t len);
+};
+
+/* max_msg_bytes: the largest gRPC message accepted on a stream. */
+struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size_t max_msg_bytes);
+void rpc_conn_destroy(struct rpc_conn *c);
+
+/* Feeds bytes read from the socket. Returns 0, or -1 if the connection
+ * must be closed (broken preface, protocol error). */
+int rpc_conn_feed(struct rpc_conn *c, const uint8_t *buf, size_t len);
+
+/* Moves bytes to send into the connection's output buffer and returns it
+ * (*len bytes at the returned pointer; *len 0 when there is nothing). The
+ * caller sends some and calls rpc_conn_consumed(). */
+const uint8_t *rpc_conn_output(struct rpc_conn *c, size_t *len);
+void rpc_conn_consumed(struct rpc_conn *c, size_t n);
+
+/* false once the session has nothing more to read or write (GOAWAY done,
+ * or the peer closed): the shard closes the socket. */
+bool rpc_conn_alive(struct rpc_conn *c);
+
+/* Answers a request. code == RPC_OK: body (a protobuf message, may be
+ * empty) becomes one gRPC message followed by trailers; otherwise a
+ * trailers-only error with `message`. Takes ownership of body (malloc'd,
+ * may be NULL). A stream the client has reset is answered silently. */
+void rpc_conn_reply(struct rpc_conn *c, int32_t stream_id, int code, const char *message,
+                    uint8_t *body, size_t len);
+
+/* Streams waiting for a reply (for bounds and tests). */
+unsigned rpc_conn_pending(const struct rpc_conn *c);
+
+/* ---- service dispatch (shard side) ---- */
+
+/* Entry types in the replicated log (first byte of every entry payload;
+ * the rest is the request's protobuf encoding). Format in apply.c. */
+enum rpc_entry_type {
+    RPC_ENTRY_NOOP = 0,
+    RPC_ENTRY_PUT = 1,
+    RPC_ENTRY_DELETE_RANGE = 2,
+};
+
+enum rpc_action { RPC_ACT_REPLY, RPC_ACT_PROPOSE };
+
+struct rpc_result {
+    int action;          /* enum rpc_action */
+    int code;            /* RPC_ACT_REPLY: enum rpc_code */
+    const char *message; /* RPC_ACT_REPLY with code != OK: static string */
+    uint8_t *body;       /* REPLY: encoded response; PROPOSE: entry payload */
+    size_t len;
+};
+
+struct rpc_env {
+    struct rpc_member *member;
+    struct mvcc_store *store;
+    struct mvcc_reader *reader; /* the calling thread's own */
+};
+
+/* Handles one request for `path`. Always fills *out. */
+void rpc_dispatch(const struct rpc_env *env, const char *path, const uint8_t *msg, size_t len,
+                  struct rpc_result *out);
+
+/* ---- apply (core side) ---- */
+
+/* Applies one committed entry payload to env->store. When `want_reply`,
+ * fills *out with the response (RPC_ACT_REPLY); otherwise only applies
+ * (WAL replay). Returns 0, or -1 if the entry cannot be decoded (a
+ * corrupt log: the caller stops). */
+int rpc_apply(const struct rpc_env *env, const uint8_t *entry, size_t len, bool want_reply,
+              struct rpc_result *out);
+
+/* The etcd version this API speaks, reported by Status and --version. */
+#define RPC_ETCD_VERSION "3.5.0"
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * rpc_int.h — what the files of the rpc module share and nothing else sees:
+ * etcd's error table, response-header filling and message packing.
+ */
+#ifndef CETCD_RPC_INT_H
+#define CETCD_RPC_INT_H
+
+#include "rpc.h"
+
+#include "kv.pb-c.h"
+#include "rpc.pb-c.h"
+
+/* etcd's client-visible errors: name, gRPC code, exact grpc-message.
+ * One list; rpc_errors[] in service.c is generated from it. */
+#define RPC_ERRORS(X)                                                                              \
+    X(EMPTY_KEY, RPC_INVALID_ARGUMENT, "etcdserver: key is not provided")                         \
+    X(KEY_NOT_FOUND, RPC_INVALID_ARGUMENT, "etcdserver: key not found")                           \
+    X(VALUE_PROVIDED, RPC_INVALID_ARGUMENT, "etcdserver: value is provided")                      \
+    X(LEASE_PROVIDED, RPC_INVALID_ARGUMENT, "etcdserver: lease is provided")                      \
+    X(TOO_LARGE, RPC_INVALID_ARGUMENT, "etcdserver: request is too large")                        \
+    X(INVALID_SORT, RPC_INVALID_ARGUMENT, "etcdserver: invalid sort option")                      \
+    X(LEASE_NOT_FOUND, RPC_NOT_FOUND, "etcdserver: requested lease not found")                    \
+    X(FUTURE_REV, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")   \
+    X(COMPACTED, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")      \
+    X(NOMEM, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory")
+
+enum rpc_err {
+#define RPC_ERR_ENUM(name, code, msg) RPC_E_##name,
+    RPC_ERRORS(RPC_ERR_ENUM)
+#undef RPC_ERR_ENUM
+        RPC_E__COUNT
+};
+
+/* Fills out as a REPLY carrying error e. */
+void rpc_fail(struct rpc_result *out, enum rpc_err e);
+/* A request that protobuf-c could not decode: INTERNAL, "grpc: error
+ * unmarshalling request: ..." as grpc-go (and so etcd) answers. */
+void rpc_fail_unmarshal(struct rpc_result *out, const uint8_t *msg, size_t len);
+/* Fills out as a REPLY with code and a static message. */
+void rpc_fail_code(struct rpc_result *out, int code, const char *message);
+
+/* Fills a response header for this member at `revision`. */
+void rpc_header(const struct rpc_env *env, Etcdserverpb__ResponseHeader *h, int64_t revision);
+
+/* Packs msg into a malloc'd buffer and fills out as an OK REPLY (or as a
+ * NOMEM error). */
+void rpc_reply_msg(struct rpc_result *out, const ProtobufCMessage *msg);
+
+/* Handlers. */
+void rpc_kv_range(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                  struct rpc_result *out);
+void rpc_kv_put(const struct rpc_env *env, const uint8_t *msg, size_t len, struct rpc_result *out);
+void rpc_kv_delete_range(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                         struct rpc_result *out);
+void rpc_maint_status(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                      struct rpc_result *out);
+void rpc_cluster_member_list(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                             struct rpc_result *out);
+
+#endif

@@ -1,0 +1,347 @@
+/*
+ * core.c — the core: turns proposals from every shard into Raft log
+ * entries, makes each batch durable with one write and one fdatasync
+ * through io_uring, applies committed entries to the MVCC index in order,
+ * and sends each client's response back to its shard.
+ *
+ * The Raft group has one member at this stage: it is leader from start-up,
+ * in a new term each time it starts (the term is saved in a hard-state
+ * record, followed by an empty entry of the new term, as Raft's leader
+ * does), and an entry is committed once it is durable locally. Every entry
+ * in the WAL is therefore committed, and replay applies all of them.
+ *
+ * Pipelining: while one batch is being written and synced, new proposals
+ * collect into the next batch (the WAL double-buffers), so one fdatasync
+ * covers everything that arrived during the previous one. Nobody hears OK
+ * before the fdatasync that covers their entry has returned; a failed
+ * write or fdatasync ends the process (it never retries and goes on).
+ *
+ * Thread: shard 0's only. The member figures it publishes (term, commit,
+ * applied, db size) are atomics read by every shard.
+ */
+#include "core.h"
+
+#include "mvcc.h"
+#include "wal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum core_op {
+    CORE_OP_WAL_WRITE = SHARD_OP_CORE_BASE,
+    CORE_OP_WAL_FSYNC = SHARD_OP_CORE_BASE + 1,
+};
+
+#define CORE_BATCH_ENTRIES_MAX 8192u
+#define CORE_BATCH_BYTES_MAX (32u << 20)
+
+struct msg_vec {
+    struct shard_msg **v;
+    size_t n;
+    size_t cap;
+};
+
+struct core {
+    struct shard_set *set;
+    struct wal *wal;
+    struct rpc_env env; /* with the core's own MVCC reader */
+    uint64_t term;
+    uint64_t last_index; /* last entry appended to the log */
+    uint64_t applied;
+    struct msg_vec next;     /* proposals in the WAL's pending batch */
+    struct msg_vec inflight; /* proposals in the batch being synced */
+    struct wal_write write;  /* the batch being synced */
+    bool write_inflight;
+};
+
+static void fatal(const char *what, int res)
+{
+    fprintf(stderr, "cetcd: fatal: %s: %s\n", what, strerror(res < 0 ? -res : EIO));
+    exit(1);
+}
+
+static int vec_push(struct msg_vec *v, struct shard_msg *m)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap != 0 ? v->cap * 2 : 256;
+        struct shard_msg **p = realloc(v->v, cap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        v->v = p;
+        v->cap = cap;
+    }
+    v->v[v->n++] = m;
+    return 0;
+}
+
+static void publish(struct core *c)
+{
+    struct rpc_member *m = c->env.member;
+
+    rpc_member_store(&m->raft_term, c->term);
+    rpc_member_store(&m->commit_index, c->applied);
+    rpc_member_store(&m->applied_index, c->applied);
+    rpc_member_store(&m->leader, m->member_id);
+    rpc_member_store(&m->db_size_bytes, wal_size_bytes(c->wal));
+}
+
+/* ---- replay ---- */
+
+static int replay_entry(void *arg, const struct wal_entry *e)
+{
+    struct core *c = arg;
+    struct rpc_result r;
+
+    if (e->index != c->last_index + 1) {
+        fprintf(stderr, "cetcd: wal: entry index %llu follows %llu\n",
+                (unsigned long long)e->index, (unsigned long long)c->last_index);
+        return -1;
+    }
+    if (rpc_apply(&c->env, e->data, e->len, false, &r) != 0) {
+        fprintf(stderr, "cetcd: wal: entry %llu cannot be decoded\n",
+                (unsigned long long)e->index);
+        return -1;
+    }
+    c->last_index = e->index;
+    c->applied = e->index;
+    if (e->term > c->term)
+        c->term = e->term;
+    return 0;
+}
+
+static int replay_hardstate(void *arg, const struct wal_hardstate *hs)
+{
+    struct core *c = arg;
+
+    if (hs->term > c->term)
+        c->term = hs->term;
+    return 0;
+}
+
+static const struct wal_replay_ops replay_ops = {
+    .entry = replay_entry,
+    .hardstate = replay_hardstate,
+};
+
+/* A new term as leader: the hard state, then an empty entry of the term. */
+static int start_term(struct core *c, char *err, size_t err_len)
+{
+    static const uint8_t noop[1] = {RPC_ENTRY_NOOP};
+    struct wal_hardstate hs;
+
+    c->term++;
+    hs.term = c->term;
+    hs.vote = c->env.member->member_id;
+    hs.commit = c->last_index;
+    if (wal_add_hardstate(c->wal, &hs) != 0 ||
+        wal_add_entry(c->wal, c->term, c->last_index + 1, noop, sizeof(noop)) != 0) {
+        snprintf(err, err_len, "wal: cannot record the new term");
+        return -1;
+    }
+    if (wal_batch_sync(c->wal, err, err_len) != 0)
+        return -1;
+    c->last_index++;
+    c->applied = c->last_index;
+    return 0;
+}
+
+static int make_dirs(const char *data_dir, char *wal_dir, size_t len, char *err, size_t err_len)
+{
+    char member[2048];
+
+    if ((size_t)snprintf(member, sizeof(member), "%s/member", data_dir) >= sizeof(member) ||
+        (size_t)snprintf(wal_dir, len, "%s/wal", member) >= len) {
+        snprintf(err, err_len, "data dir path too long: %s", data_dir);
+        return -1;
+    }
+    if ((mkdir(data_dir, 0700) != 0 && errno != EEXIST) ||
+        (mkdir(member, 0700) != 0 && errno != EEXIST)) {
+        snprintf(err, err_len, "cannot create data dir %s: %s", data_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int core_open(struct core **out, const char *data_dir, struct rpc_env *env, char *err,
+              size_t err_len)
+{
+    struct core *c = calloc(1, sizeof(*c));
+    struct wal_info info;
+    char wal_dir[4096];
+
+    if (c == NULL)
+        return -1;
+    c->env = *env;
+    if (make_dirs(data_dir, wal_dir, sizeof(wal_dir), err, err_len) != 0 ||
+        wal_open(wal_dir, &replay_ops, c, &c->wal, &info, err, err_len) != 0) {
+        free(c);
+        return -1;
+    }
+    if (info.torn_bytes > 0)
+        fprintf(stderr, "cetcd: wal: cut a torn tail of %llu bytes\n",
+                (unsigned long long)info.torn_bytes);
+    if (start_term(c, err, err_len) != 0) {
+        wal_close(c->wal);
+        free(c);
+        return -1;
+    }
+    publish(c);
+    *out = c;
+    return 0;
+}
+
+void core_close(struct core *c)
+{
+    if (c == NULL)
+        return;
+    wal_close(c->wal);
+    free(c->next.v);
+    free(c->inflight.v);
+    free(c);
+}
+
+void core_attach(struct core *c, struct shard_set *set)
+{
+    c->set = set;
+}
+
+/* ---- the write path ---- */
+
+static void refuse(struct core *c, struct shard_msg *m, int code, const char *message)
+{
+    free(m->data);
+    m->data = NULL;
+    m->len = 0;
+    m->code = code;
+    m->message = message;
+    shard_core_reply(c->set, m);
+}
+
+static void submit_batch(struct core *c)
+{
+    struct ring_loop *loop = shard_core_loop(c->set);
+    struct io_uring_sqe *sqe;
+    struct msg_vec tmp;
+    char err[256];
+    int rv;
+
+    if (c->write_inflight)
+        return;
+    rv = wal_batch_prepare(c->wal, &c->write, err, sizeof(err));
+    if (rv < 0) {
+        fprintf(stderr, "cetcd: fatal: %s\n", err);
+        exit(1);
+    }
+    if (rv == 0)
+        return;
+    tmp = c->inflight;
+    c->inflight = c->next;
+    c->next = tmp;
+    c->next.n = 0;
+    sqe = ring_sqe(loop);
+    io_uring_prep_write(sqe, c->write.fd, c->write.buf, (unsigned)c->write.len, c->write.offset);
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, ring_ud(CORE_OP_WAL_WRITE, 0, 0));
+    sqe = ring_sqe(loop);
+    io_uring_prep_fsync(sqe, c->write.fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(sqe, ring_ud(CORE_OP_WAL_FSYNC, 0, 0));
+    c->write_inflight = true;
+}
+
+static void apply_one(struct core *c, struct shard_msg *m)
+{
+    struct rpc_result r;
+
+    if (rpc_apply(&c->env, m->data, m->len, true, &r) != 0) {
+        /* Checked by the shard before proposing; cannot happen. */
+        fprintf(stderr, "cetcd: fatal: undecodable entry %llu\n",
+                (unsigned long long)c->applied + 1);
+        exit(1);
+    }
+    c->applied++;
+    free(m->data);
+    m->code = r.code;
+    m->message = r.message;
+    m->data = r.body;
+    m->len = r.len;
+    shard_core_reply(c->set, m);
+}
+
+/* The in-flight batch is durable: commit and apply it, in order. */
+static void batch_durable(struct core *c)
+{
+    size_t i;
+
+    wal_batch_done(c->wal);
+    for (i = 0; i < c->inflight.n; i++)
+        apply_one(c, c->inflight.v[i]);
+    c->inflight.n = 0;
+    c->write_inflight = false;
+    publish(c);
+}
+
+static void drain(struct core *c)
+{
+    unsigned k;
+    unsigned n = shard_set_count(c->set);
+    struct shard_msg *m;
+
+    for (k = 0; k < n; k++) {
+        while (c->next.n < CORE_BATCH_ENTRIES_MAX &&
+               wal_pending_bytes(c->wal) < CORE_BATCH_BYTES_MAX &&
+               (m = shard_core_pop(c->set, k)) != NULL) {
+            if (wal_add_entry(c->wal, c->term, c->last_index + 1, m->data, m->len) != 0) {
+                refuse(c, m, RPC_INVALID_ARGUMENT, "etcdserver: request is too large");
+                continue;
+            }
+            c->last_index++;
+            if (vec_push(&c->next, m) != 0)
+                fatal("out of memory queueing a proposal", -ENOMEM);
+        }
+    }
+}
+
+static void core_turn(void *arg)
+{
+    struct core *c = arg;
+
+    drain(c);
+    submit_batch(c);
+    shard_core_flush(c->set);
+}
+
+static void core_cqe(void *arg, uint64_t ud, int res)
+{
+    struct core *c = arg;
+
+    switch (ring_ud_op(ud)) {
+    case CORE_OP_WAL_WRITE:
+        if (res < 0 || (size_t)res != c->write.len)
+            fatal("wal write", res < 0 ? res : -EIO);
+        break;
+    case CORE_OP_WAL_FSYNC:
+        if (res < 0)
+            fatal("wal fdatasync", res);
+        batch_durable(c);
+        break;
+    default:
+        break;
+    }
+}
+
+static bool core_busy(void *arg)
+{
+    struct core *c = arg;
+
+    return shard_core_replies_waiting(c->set) ||
+           (!c->write_inflight && wal_pending_bytes(c->wal) > 0);
+}
+
+const struct shard_core_ops core_ops = {
+    .turn = core_turn,
+    .cqe = core_cqe,
+    .busy = core_busy,
+};

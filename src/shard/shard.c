@@ -1,0 +1,644 @@
+/*
+ * shard.c — shard threads, their loops, and the connections they own.
+ *
+ * Each shard thread runs one loop: wait for completions, dispatch each on
+ * the op packed in its user_data, advance the CQ once, then deliver the
+ * core's replies, retry the backlog, and (on shard 0) let the core take its
+ * turn. Everything in struct shard and struct shard_conn belongs to the
+ * shard's thread; the only cross-thread state is in the mailboxes and the
+ * eventfds.
+ *
+ * Connection life: accept -> slot taken, generation bumped -> recv armed.
+ * At most one recv and one send are in flight per connection. Closing
+ * cancels the recv and waits for the in-flight operations to complete
+ * before the socket is closed and the slot freed, so no completion ever
+ * refers to freed memory. Replies for a slot whose generation moved on
+ * (the client vanished) are dropped and freed.
+ */
+#include "shard.h"
+
+#include "mvcc.h"
+#include "rpc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "listen.h"
+
+enum shard_op {
+    OP_ACCEPT = 1,
+    OP_RECV = 2,
+    OP_SEND = 3,
+    OP_WAKE = 4,
+    OP_CANCEL = 5,
+};
+
+#define RING_ENTRIES 1024
+#define BACKLOG_WAIT_NS 200000 /* retry period while a mailbox is full */
+
+struct shard_conn {
+    int fd;
+    uint32_t slot;
+    uint32_t gen;
+    struct rpc_conn *rpc;
+    bool recv_inflight;
+    bool send_inflight;
+    bool closing;
+    struct shard *shard;
+    uint8_t rbuf[SHARD_RECV_BYTES];
+};
+
+struct shard {
+    unsigned id;
+    struct shard_set *set;
+    struct ring_loop loop;
+    int listen_fds[SHARD_LISTEN_MAX];
+    unsigned n_listen;
+    struct shard_conn *conns[SHARD_CONNS_MAX]; /* by slot */
+    uint32_t gens[SHARD_CONNS_MAX];            /* generation per slot */
+    uint32_t free_slots[SHARD_CONNS_MAX];
+    uint32_t n_free;
+    struct ring_mbox to_core;   /* this shard produces, the core consumes */
+    struct ring_mbox from_core; /* the core produces, this shard consumes */
+    struct shard_msg *backlog;  /* proposals that found to_core full */
+    struct shard_msg *backlog_tail;
+    bool core_needs_wake;
+    struct rpc_env env;
+    pthread_t thread;
+    /* core only (shard 0's thread): per target shard */
+};
+
+struct shard_set {
+    unsigned n;
+    struct shard *shards;
+    const struct shard_core_ops *core_ops;
+    void *core_arg;
+    struct rpc_member *member;
+    struct mvcc_store *store;
+    atomic_bool stop;
+    /* Core's view of each shard: replies that found from_core full, and
+     * which shards to wake at the next flush. Core thread only. */
+    struct shard_msg *reply_backlog[SHARD_MAX];
+    struct shard_msg *reply_backlog_tail[SHARD_MAX];
+    bool reply_wake[SHARD_MAX];
+};
+
+static const struct rpc_conn_ops conn_ops;
+
+void shard_msg_free(struct shard_msg *m)
+{
+    if (m == NULL)
+        return;
+    free(m->data);
+    free(m);
+}
+
+/* ---- connections ---- */
+
+static void conn_arm_recv(struct shard_conn *c)
+{
+    struct io_uring_sqe *sqe = ring_sqe(&c->shard->loop);
+
+    io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof(c->rbuf), 0);
+    io_uring_sqe_set_data64(sqe, ring_ud(OP_RECV, c->slot, c->gen));
+    c->recv_inflight = true;
+}
+
+static void conn_free(struct shard_conn *c)
+{
+    struct shard *s = c->shard;
+
+    rpc_conn_destroy(c->rpc);
+    close(c->fd);
+    s->conns[c->slot] = NULL;
+    s->gens[c->slot]++;
+    s->free_slots[s->n_free++] = c->slot;
+    free(c);
+}
+
+static void conn_close(struct shard_conn *c)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!c->closing) {
+        c->closing = true;
+        if (c->recv_inflight) {
+            sqe = ring_sqe(&c->shard->loop);
+            io_uring_prep_cancel64(sqe, ring_ud(OP_RECV, c->slot, c->gen), 0);
+            io_uring_sqe_set_data64(sqe, ring_ud(OP_CANCEL, c->slot, c->gen));
+        }
+    }
+    if (!c->recv_inflight && !c->send_inflight)
+        conn_free(c);
+}
+
+/* Sends what the HTTP/2 session has queued, if no send is in flight. */
+static void conn_flush(struct shard_conn *c)
+{
+    struct io_uring_sqe *sqe;
+    const uint8_t *p;
+    size_t len;
+
+    if (c->send_inflight || c->closing)
+        return;
+    p = rpc_conn_output(c->rpc, &len);
+    if (len == 0) {
+        if (!rpc_conn_alive(c->rpc))
+            conn_close(c);
+        return;
+    }
+    sqe = ring_sqe(&c->shard->loop);
+    io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ring_ud(OP_SEND, c->slot, c->gen));
+    c->send_inflight = true;
+}
+
+static void conn_open(struct shard *s, int fd)
+{
+    struct shard_conn *c;
+    uint32_t slot;
+    int one = 1;
+
+    if (s->n_free == 0) {
+        close(fd); /* at the connection limit: refuse */
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    slot = s->free_slots[--s->n_free];
+    c->fd = fd;
+    c->slot = slot;
+    c->gen = s->gens[slot];
+    c->shard = s;
+    c->rpc = rpc_conn_create(&conn_ops, c, s->set->member->max_request_bytes +
+                                               RPC_GRPC_OVERHEAD_BYTES);
+    if (c->rpc == NULL) {
+        s->free_slots[s->n_free++] = slot;
+        close(fd);
+        free(c);
+        return;
+    }
+    s->conns[slot] = c;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn_arm_recv(c);
+    conn_flush(c); /* our SETTINGS */
+}
+
+static struct shard_conn *conn_lookup(struct shard *s, uint32_t slot, uint32_t gen)
+{
+    struct shard_conn *c;
+
+    if (slot >= SHARD_CONNS_MAX)
+        return NULL;
+    c = s->conns[slot];
+    return c != NULL && c->gen == gen ? c : NULL;
+}
+
+/* ---- requests ---- */
+
+static void backlog_push(struct shard *s, struct shard_msg *m)
+{
+    m->next = NULL;
+    if (s->backlog_tail != NULL)
+        s->backlog_tail->next = m;
+    else
+        s->backlog = m;
+    s->backlog_tail = m;
+}
+
+static void propose(struct shard *s, struct shard_conn *c, int32_t sid, struct rpc_result *r)
+{
+    struct shard_msg *m = calloc(1, sizeof(*m));
+
+    if (m == NULL) {
+        free(r->body);
+        rpc_conn_reply(c->rpc, sid, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory", NULL, 0);
+        return;
+    }
+    m->tag.shard = s->id;
+    m->tag.slot = c->slot;
+    m->tag.gen = c->gen;
+    m->tag.stream_id = sid;
+    m->data = r->body;
+    m->len = r->len;
+    if (s->backlog != NULL || !ring_mbox_push(&s->to_core, m))
+        backlog_push(s, m);
+    s->core_needs_wake = true;
+}
+
+static void on_request(void *arg, struct rpc_conn *rc, int32_t sid, const char *path,
+                       const uint8_t *msg, size_t len)
+{
+    struct shard_conn *c = arg;
+    struct shard *s = c->shard;
+    struct rpc_result r;
+
+    rpc_dispatch(&s->env, path, msg, len, &r);
+    if (r.action == RPC_ACT_PROPOSE)
+        propose(s, c, sid, &r);
+    else
+        rpc_conn_reply(rc, sid, r.code, r.message, r.body, r.len);
+}
+
+static const struct rpc_conn_ops conn_ops = {.on_request = on_request};
+
+/* ---- completions ---- */
+
+static void arm_accept(struct shard *s, unsigned i)
+{
+    struct io_uring_sqe *sqe = ring_sqe(&s->loop);
+
+    io_uring_prep_accept(sqe, s->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ring_ud(OP_ACCEPT, i, 0));
+}
+
+static void on_recv(struct shard_conn *c, int res)
+{
+    c->recv_inflight = false;
+    if (c->closing) {
+        conn_close(c);
+        return;
+    }
+    if (res <= 0) {
+        conn_close(c);
+        return;
+    }
+    if (rpc_conn_feed(c->rpc, c->rbuf, (size_t)res) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_arm_recv(c);
+    conn_flush(c);
+}
+
+static void on_send(struct shard_conn *c, int res)
+{
+    c->send_inflight = false;
+    if (res < 0 || c->closing) {
+        conn_close(c);
+        return;
+    }
+    rpc_conn_consumed(c->rpc, (size_t)res);
+    conn_flush(c);
+}
+
+static void on_cqe(struct shard *s, uint64_t ud, int res)
+{
+    unsigned op = ring_ud_op(ud);
+    struct shard_conn *c;
+
+    if (op >= SHARD_OP_CORE_BASE) {
+        s->set->core_ops->cqe(s->set->core_arg, ud, res);
+        return;
+    }
+    switch (op) {
+    case OP_ACCEPT:
+        if (res >= 0)
+            conn_open(s, res);
+        if (!atomic_load(&s->set->stop))
+            arm_accept(s, ring_ud_slot(ud));
+        break;
+    case OP_RECV:
+        c = conn_lookup(s, ring_ud_slot(ud), ring_ud_gen(ud));
+        if (c != NULL)
+            on_recv(c, res);
+        break;
+    case OP_SEND:
+        c = conn_lookup(s, ring_ud_slot(ud), ring_ud_gen(ud));
+        if (c != NULL)
+            on_send(c, res);
+        break;
+    case OP_WAKE:
+        ring_arm_wake(&s->loop, ring_ud(OP_WAKE, 0, 0));
+        break;
+    default: /* OP_CANCEL: the cancelled op reports itself */
+        break;
+    }
+}
+
+/* ---- mailboxes ---- */
+
+static void deliver_replies(struct shard *s)
+{
+    struct shard_msg *m;
+    struct shard_conn *c;
+
+    while ((m = ring_mbox_pop(&s->from_core)) != NULL) {
+        c = conn_lookup(s, m->tag.slot, m->tag.gen);
+        if (c != NULL && !c->closing) {
+            rpc_conn_reply(c->rpc, m->tag.stream_id, m->code, m->message, m->data, m->len);
+            m->data = NULL;
+            conn_flush(c);
+        }
+        shard_msg_free(m);
+    }
+}
+
+static void retry_backlog(struct shard *s)
+{
+    while (s->backlog != NULL && ring_mbox_push(&s->to_core, s->backlog)) {
+        s->backlog = s->backlog->next;
+        s->core_needs_wake = true;
+    }
+    if (s->backlog == NULL)
+        s->backlog_tail = NULL;
+}
+
+static bool has_pending(struct shard *s)
+{
+    if (s->backlog != NULL)
+        return true;
+    if (s->id == 0 && s->set->core_ops->busy(s->set->core_arg))
+        return true;
+    return false;
+}
+
+static void loop_wait(struct shard *s)
+{
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = BACKLOG_WAIT_NS};
+
+    if (has_pending(s))
+        io_uring_submit_and_wait_timeout(&s->loop.uring, &cqe, 1, &ts, NULL);
+    else
+        io_uring_submit_and_wait(&s->loop.uring, 1);
+}
+
+static void loop_turn(struct shard *s)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head;
+    unsigned n = 0;
+
+    loop_wait(s);
+    io_uring_for_each_cqe(&s->loop.uring, head, cqe)
+    {
+        on_cqe(s, cqe->user_data, cqe->res);
+        n++;
+    }
+    io_uring_cq_advance(&s->loop.uring, n);
+    retry_backlog(s);
+    if (s->id == 0)
+        s->set->core_ops->turn(s->set->core_arg);
+    deliver_replies(s);
+    if (s->core_needs_wake && s->id != 0)
+        ring_wake(&s->set->shards[0].loop);
+    s->core_needs_wake = false;
+}
+
+static void pin(unsigned id)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+
+    if (ncpu <= 0)
+        return;
+    CPU_ZERO(&set);
+    CPU_SET(id % (unsigned)ncpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void *shard_main(void *arg)
+{
+    struct shard *s = arg;
+    unsigned i;
+
+    pin(s->id);
+    s->env.reader = mvcc_reader_register(s->set->store);
+    for (i = 0; i < s->n_listen; i++)
+        arm_accept(s, i);
+    ring_arm_wake(&s->loop, ring_ud(OP_WAKE, 0, 0));
+    while (!atomic_load(&s->set->stop))
+        loop_turn(s);
+    mvcc_reader_unregister(s->env.reader);
+    s->env.reader = NULL;
+    return NULL;
+}
+
+/* ---- set-up ---- */
+
+static int shard_init(struct shard_set *set, unsigned id, char *err, size_t err_len)
+{
+    struct shard *s = &set->shards[id];
+    uint32_t i;
+    int rv;
+
+    s->id = id;
+    s->set = set;
+    for (i = 0; i < SHARD_CONNS_MAX; i++)
+        s->free_slots[i] = SHARD_CONNS_MAX - 1 - i;
+    s->n_free = SHARD_CONNS_MAX;
+    s->env.member = set->member;
+    s->env.store = set->store;
+    rv = ring_loop_init(&s->loop, RING_ENTRIES);
+    if (rv < 0) {
+        snprintf(err, err_len, "io_uring_queue_init: %s", strerror(-rv));
+        return -1;
+    }
+    if (ring_mbox_init(&s->to_core, SHARD_MBOX_CAPACITY) != 0 ||
+        ring_mbox_init(&s->from_core, SHARD_MBOX_CAPACITY) != 0) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+struct shard_set *shard_set_create(const struct shard_config *cfg, char *err, size_t err_len)
+{
+    struct shard_set *set;
+    unsigned i;
+    unsigned u;
+
+    if (cfg->n_shards == 0 || cfg->n_shards > SHARD_MAX) {
+        snprintf(err, err_len, "--shards must be between 1 and %d", SHARD_MAX);
+        return NULL;
+    }
+    set = calloc(1, sizeof(*set));
+    if (set == NULL)
+        return NULL;
+    set->shards = calloc(cfg->n_shards, sizeof(*set->shards));
+    if (set->shards == NULL) {
+        free(set);
+        return NULL;
+    }
+    set->n = cfg->n_shards;
+    set->core_ops = cfg->core_ops;
+    set->core_arg = cfg->core_arg;
+    set->member = cfg->member;
+    set->store = cfg->store;
+    for (i = 0; i < set->n; i++) {
+        if (shard_init(set, i, err, err_len) != 0)
+            goto fail;
+    }
+    for (u = 0; u < cfg->n_listen_urls; u++) {
+        int fds[SHARD_MAX];
+        if (listen_url(cfg->listen_urls[u], fds, set->n, err, err_len) != 0)
+            goto fail;
+        for (i = 0; i < set->n; i++)
+            set->shards[i].listen_fds[set->shards[i].n_listen++] = fds[i];
+    }
+    return set;
+fail:
+    shard_set_destroy(set);
+    return NULL;
+}
+
+int shard_set_run(struct shard_set *set)
+{
+    unsigned i;
+    struct shard *s0 = &set->shards[0];
+
+    for (i = 1; i < set->n; i++) {
+        if (pthread_create(&set->shards[i].thread, NULL, shard_main, &set->shards[i]) != 0)
+            return -1;
+    }
+    shard_main(s0);
+    for (i = 1; i < set->n; i++)
+        pthread_join(set->shards[i].thread, NULL);
+    return 0;
+}
+
+void shard_set_stop(struct shard_set *set)
+{
+    unsigned i;
+
+    atomic_store(&set->stop, true);
+    for (i = 0; i < set->n; i++)
+        ring_wake(&set->shards[i].loop);
+}
+
+static void free_msgs(struct shard_msg *m)
+{
+    while (m != NULL) {
+        struct shard_msg *next = m->next;
+        shard_msg_free(m);
+        m = next;
+    }
+}
+
+/* After the loops stopped: frees what the shard still holds. Operations
+ * still in flight are cancelled by io_uring_queue_exit() in
+ * ring_loop_fini(), which runs before the memory they point to is freed. */
+static void shard_fini(struct shard_set *set, struct shard *s)
+{
+    struct shard_msg *m;
+    uint32_t slot;
+    unsigned j;
+
+    for (j = 0; j < s->n_listen; j++)
+        close(s->listen_fds[j]);
+    if (s->loop.wake_fd > 0)
+        ring_loop_fini(&s->loop);
+    for (slot = 0; slot < SHARD_CONNS_MAX; slot++) {
+        struct shard_conn *c = s->conns[slot];
+        if (c == NULL)
+            continue;
+        rpc_conn_destroy(c->rpc);
+        close(c->fd);
+        free(c);
+    }
+    free_msgs(s->backlog);
+    free_msgs(set->reply_backlog[s->id]);
+    if (s->to_core.buf != NULL) {
+        while ((m = ring_mbox_pop(&s->to_core)) != NULL)
+            shard_msg_free(m);
+    }
+    if (s->from_core.buf != NULL) {
+        while ((m = ring_mbox_pop(&s->from_core)) != NULL)
+            shard_msg_free(m);
+    }
+    ring_mbox_fini(&s->to_core);
+    ring_mbox_fini(&s->from_core);
+}
+
+void shard_set_destroy(struct shard_set *set)
+{
+    unsigned i;
+
+    if (set == NULL)
+        return;
+    for (i = 0; i < set->n; i++)
+        shard_fini(set, &set->shards[i]);
+    free(set->shards);
+    free(set);
+}
+
+unsigned shard_set_count(const struct shard_set *set)
+{
+    return set->n;
+}
+
+/* ---- the core's side of the mailboxes ---- */
+
+struct ring_loop *shard_core_loop(struct shard_set *set)
+{
+    return &set->shards[0].loop;
+}
+
+struct shard_msg *shard_core_pop(struct shard_set *set, unsigned k)
+{
+    return ring_mbox_pop(&set->shards[k].to_core);
+}
+
+static void reply_backlog_push(struct shard_set *set, unsigned k, struct shard_msg *m)
+{
+    m->next = NULL;
+    if (set->reply_backlog_tail[k] != NULL)
+        set->reply_backlog_tail[k]->next = m;
+    else
+        set->reply_backlog[k] = m;
+    set->reply_backlog_tail[k] = m;
+}
+
+void shard_core_reply(struct shard_set *set, struct shard_msg *m)
+{
+    unsigned k = m->tag.shard;
+
+    if (k >= set->n) {
+        shard_msg_free(m);
+        return;
+    }
+    set->reply_wake[k] = true;
+    if (set->reply_backlog[k] != NULL || !ring_mbox_push(&set->shards[k].from_core, m))
+        reply_backlog_push(set, k, m);
+}
+
+void shard_core_flush(struct shard_set *set)
+{
+    unsigned k;
+
+    for (k = 0; k < set->n; k++) {
+        while (set->reply_backlog[k] != NULL &&
+               ring_mbox_push(&set->shards[k].from_core, set->reply_backlog[k])) {
+            set->reply_backlog[k] = set->reply_backlog[k]->next;
+        }
+        if (set->reply_backlog[k] == NULL)
+            set->reply_backlog_tail[k] = NULL;
+        if (set->reply_wake[k] && k != 0)
+            ring_wake(&set->shards[k].loop);
+        set->reply_wake[k] = false;
+    }
+}
+
+bool shard_core_replies_waiting(struct shard_set *set)
+{
+    unsigned k;
+
+    for (k = 0; k < set->n; k++) {
+        if (set->reply_backlog[k] != NULL)
+            return true;
+    }
+    return false;
+}
