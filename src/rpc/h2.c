@@ -389,6 +389,20 @@ static nghttp2_session_callbacks *callbacks(void)
     return local;
 }
 
+/* grpc-go sends the endpoint as written by the user as :authority (for
+ * "http://host:port" that is not a valid authority), and etcd accepts it;
+ * nghttp2's HTTP messaging checks would reset such streams. They are off:
+ * this file checks what gRPC needs itself (method, path, content-type,
+ * framing). */
+static nghttp2_option *options(void)
+{
+    static __thread nghttp2_option *opt;
+
+    if (opt == NULL && nghttp2_option_new(&opt) == 0)
+        nghttp2_option_set_no_http_messaging(opt, 1);
+    return opt;
+}
+
 struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size_t max_msg_bytes)
 {
     nghttp2_settings_entry iv[] = {
@@ -406,7 +420,7 @@ struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size
     c->ops = ops;
     c->arg = arg;
     c->max_msg_bytes = max_msg_bytes;
-    if (nghttp2_session_server_new(&c->session, cbs, c) != 0) {
+    if (nghttp2_session_server_new2(&c->session, cbs, c, options()) != 0) {
         free(c);
         return NULL;
     }

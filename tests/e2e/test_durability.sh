@@ -119,6 +119,7 @@ verify() {
 	done
 }
 
+# shellcheck disable=SC2317 # called through check
 # hot_ok "CYCLE N REV" "CYCLE.N MODREV": the stored version is the acked one
 # (same value, same revision) or a later write of the same writer.
 hot_ok() {
