@@ -119,7 +119,9 @@ to_us() {
 }
 
 revision_of() {
-	ctl "$1" get perf/none -w json | grep -oE '"revision":[0-9]+' | head -n1 | cut -d: -f2
+	local r
+	r="$(ctl "$1" get perf/none -w json | grep -oE '"revision":[0-9]+' | head -n1 | cut -d: -f2 || true)"
+	echo "${r:-0}"
 }
 
 declare -A R # R[server,load,field]
@@ -137,28 +139,31 @@ run_load() {
 		-D "$DURATION" --warm-up-time="$WARMUP" \
 		-d "$E2E_TMP/$kind.body" \
 		-H 'content-type: application/grpc' -H 'te: trailers' \
-		"$(node_url "$srv")${METHOD[$kind]}" >"$out" 2>&1 || why="h2load exit $?"
-	rps="$(grep -oE '[0-9.]+ req/s' "$out" | head -n1 | cut -d' ' -f1)"
+		"http://127.0.0.1:${NODE_CPORT[$srv]}${METHOD[$kind]}" >"$out" 2>&1 || why="h2load exit $?"
+	# Any of these may be missing if h2load failed: never let set -e fire.
+	rps="$(grep -oE '[0-9.]+ req/s' "$out" | head -n1 | cut -d' ' -f1 || true)"
 	line="$(grep '^requests:' "$out" || true)"
-	succ="$(grep -oE '[0-9]+ succeeded' <<<"$line" | cut -d' ' -f1)"
-	failed="$(grep -oE '[0-9]+ failed' <<<"$line" | cut -d' ' -f1)"
-	errored="$(grep -oE '[0-9]+ errored' <<<"$line" | cut -d' ' -f1)"
-	tmo="$(grep -oE '[0-9]+ timeout' <<<"$line" | cut -d' ' -f1)"
-	data="$(grep '^traffic:' "$out" | grep -oE '\([0-9]+\) data' | tr -dc 0-9)"
-	read -r max mean < <(grep '^time for request:' "$out" | awk '{print $5, $6}')
+	succ="$(grep -oE '[0-9]+ succeeded' <<<"$line" | cut -d' ' -f1 || true)"
+	failed="$(grep -oE '[0-9]+ failed' <<<"$line" | cut -d' ' -f1 || true)"
+	errored="$(grep -oE '[0-9]+ errored' <<<"$line" | cut -d' ' -f1 || true)"
+	tmo="$(grep -oE '[0-9]+ timeout' <<<"$line" | cut -d' ' -f1 || true)"
+	data="$(grep '^traffic:' "$out" | grep -oE '\([0-9]+\) data' | tr -dc 0-9 || true)"
+	max="" mean=""
+	read -r max mean < <(grep '^time for request:' "$out" | awk '{print $5, $6}' || true) || true
 	if [[ -z "$rps" || -z "$succ" || -z "$mean" ]]; then
 		why="${why:+$why; }cannot parse h2load output"
 	elif ((succ == 0)); then
 		why="${why:+$why; }no successful requests"
-	elif ((failed + errored + tmo > 0)); then
+	elif ((${failed:-0} + ${errored:-0} + ${tmo:-0} > 0)); then
 		why="${why:+$why; }$failed failed, $errored errored, $tmo timeouts"
-	elif ((data / succ < MIN_DATA[$kind])); then
+	elif ((${data:-0} / succ < MIN_DATA[$kind])); then
 		why="${why:+$why; }only $((data / succ)) DATA bytes per response (errors?)"
 	fi
 	if [[ "$kind" == put && -z "$why" ]]; then
 		local kv modrev vlen
 		kv="$(ctl "$srv" get perf/put -w json)"
-		rev1="$(grep -oE '"revision":[0-9]+' <<<"$kv" | head -n1 | cut -d: -f2)"
+		rev1="$(grep -oE '"revision":[0-9]+' <<<"$kv" | head -n1 | cut -d: -f2 || true)"
+		rev1="${rev1:-0}"
 		modrev="$(jq -r '.kvs[0].mod_revision // 0' <<<"$kv")"
 		vlen="$(jq -r '(.kvs[0].value // "") | @base64d | length' <<<"$kv")"
 		if ((rev1 - rev0 < succ)); then

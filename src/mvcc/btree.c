@@ -34,7 +34,7 @@
 #define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct split {
-    struct bt_node *right;   /* new right sibling, NULL when no split */
+    struct bt_node *right;    /* new right sibling, NULL when no split */
     const struct bt_key *sep; /* smallest key under right */
 };
 
@@ -383,8 +383,8 @@ static void inner_split_add(struct bt_writer *w, struct bt_inner *in, unsigned i
     sp->sep = tk[h - 1];
 }
 
-static void inner_add(struct bt_writer *w, struct bt_inner *in, unsigned i,
-                      const struct split *csp, struct split *sp)
+static void inner_add(struct bt_writer *w, struct bt_inner *in, unsigned i, const struct split *csp,
+                      struct split *sp)
 {
     unsigned n = in->hdr.n;
 

@@ -360,8 +360,8 @@ static int64_t fetch_limit(const struct mvcc_range_req *req)
 
 /* Counts the live keys of the span at rev into res->count and collects
  * up to `limit` of them (all if 0; none if count_only). */
-static int range_collect(const struct mvcc_state *st, const struct mvcc_range_req *req,
-                         int64_t rev, struct mvcc_range_res *res)
+static int range_collect(const struct mvcc_state *st, const struct mvcc_range_req *req, int64_t rev,
+                         struct mvcc_range_res *res)
 {
     int64_t limit = fetch_limit(req);
     const struct bt_slot *sl;

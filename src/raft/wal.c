@@ -78,8 +78,8 @@
  * Segments are read in sequence order. In each, records are read from
  * offset 0 until a zero header (16 zero bytes, or fewer than 16 bytes left
  * in the file, all zero) or the end of the file. A record is *bad* if its
- * header is not sane (known type, zero bytes zero, length right for the
- * type, record inside the file) or its crc does not match its bytes.
+ * header is not sane (known type, length right for the type, record
+ * inside the file) or its crc does not match its bytes.
  * Entry indexes: the first entry may have any index >= 1; after that an
  * index must be <= previous + 1. Exactly previous + 1 appends. Less than
  * or equal means Raft overwrote a suffix (Raft §5.3: a follower deletes
@@ -132,18 +132,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define REC_HDR_BYTES       16u
-#define REC_CRC_HDR_BYTES   8u /* header bytes covered by the crc */
-#define REC_OFF_LEN         0
-#define REC_OFF_TYPE        4
-#define REC_OFF_BACK        5 /* 3 bytes */
-#define REC_OFF_PREV        8
-#define REC_OFF_CRC         12
-#define META_LEN            16u
-#define META_RECORD_BYTES   (REC_HDR_BYTES + META_LEN)
-#define ENTRY_PREFIX_BYTES  16u
-#define HARDSTATE_LEN       24u
-#define ENTRY_LEN_MAX       (ENTRY_PREFIX_BYTES + WAL_ENTRY_BYTES_MAX)
+#define REC_HDR_BYTES      16u
+#define REC_CRC_HDR_BYTES  8u /* header bytes covered by the crc */
+#define REC_OFF_LEN        0
+#define REC_OFF_TYPE       4
+#define REC_OFF_BACK       5 /* 3 bytes */
+#define REC_OFF_PREV       8
+#define REC_OFF_CRC        12
+#define META_LEN           16u
+#define META_RECORD_BYTES  (REC_HDR_BYTES + META_LEN)
+#define ENTRY_PREFIX_BYTES 16u
+#define HARDSTATE_LEN      24u
+#define ENTRY_LEN_MAX      (ENTRY_PREFIX_BYTES + WAL_ENTRY_BYTES_MAX)
 
 enum rec_type { REC_META = 1, REC_ENTRY = 2, REC_HARDSTATE = 3 };
 enum rec_parse_result { REC_OK, REC_END, REC_BAD };
@@ -189,8 +189,8 @@ struct wal {
     uint32_t crc;          /* chain value after the last record added */
     uint64_t last_index;   /* last entry index added or replayed, 0 if none */
     struct wal_buf buf[2];
-    int cur;      /* buffer receiving adds */
-    int inflight; /* 1 while buf[cur ^ 1] is handed out */
+    int cur;                       /* buffer receiving adds */
+    int inflight;                  /* 1 while buf[cur ^ 1] is handed out */
     char dir[WAL_PATH_BYTES];      /* absolute path of the directory */
     char seg_path[WAL_PATH_BYTES]; /* tail's path, for messages */
 };
@@ -244,8 +244,10 @@ struct replay {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t err_len,
-                                                         const char *fmt, ...)
+static void seterr(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t err_len, const char *fmt, ...)
 {
     va_list ap;
 
@@ -384,8 +386,7 @@ static void rec_frame(uint8_t *rec, uint8_t type, uint32_t len, size_t back)
     memset(rec + REC_HDR_BYTES + len, 0, pad8(len) - len);
 }
 
-static uint32_t meta_encode(uint8_t rec[META_RECORD_BYTES], const struct seg_id *id,
-                            uint32_t prev)
+static uint32_t meta_encode(uint8_t rec[META_RECORD_BYTES], const struct seg_id *id, uint32_t prev)
 {
     rec_frame(rec, REC_META, META_LEN, 0);
     put_le64(rec + REC_HDR_BYTES, id->seq);
@@ -409,7 +410,7 @@ static uint32_t batch_rechain(struct wal_buf *b, uint32_t crc)
 
 /* Assert before writing: the batch is whole records, linked in a chain
  * that starts at crc_start and ends at `end`. */
-static int batch_ok(const struct wal_buf *b, uint32_t end)
+__attribute__((unused)) static int batch_ok(const struct wal_buf *b, uint32_t end)
 {
     uint32_t crc = b->crc_start;
     size_t off = 0;
@@ -758,8 +759,7 @@ static int hex16(const char *s, uint64_t *out)
  * ".wal" (0 for a segment, 4 for ".tmp"). */
 static int seg_name_parse(const char *s, size_t suffix_len, struct seg_id *id)
 {
-    if (strlen(s) != WAL_NAME_BYTES + suffix_len || s[16] != '-' ||
-        memcmp(s + 33, ".wal", 4) != 0)
+    if (strlen(s) != WAL_NAME_BYTES + suffix_len || s[16] != '-' || memcmp(s + 33, ".wal", 4) != 0)
         return -1;
     if (hex16(s, &id->seq) != 0 || hex16(s + 17, &id->first_index) != 0 || id->seq == 0)
         return -1;
@@ -815,7 +815,8 @@ static int seg_list_read(struct wal *w, struct seg_list *l, char *err, size_t er
         seterr(err, err_len, "%s: more than %u segments", w->dir, WAL_SEGMENTS_MAX);
         return -1;
     }
-    qsort(l->v, l->n, sizeof(*l->v), seg_id_cmp);
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), seg_id_cmp);
     for (size_t i = 1; i < l->n; i++) {
         if (l->v[i].seq != l->v[i - 1].seq + 1) {
             seterr(err, err_len, "%s: segment %016" PRIx64 " missing or duplicated", w->dir,
@@ -829,8 +830,7 @@ static int seg_list_read(struct wal *w, struct seg_list *l, char *err, size_t er
 /* ---- replay ----------------------------------------------------------- */
 
 /* Checks the header and crc of the record at `off` on its own. */
-static int rec_parse(const uint8_t *p, uint64_t size, uint64_t off, struct rec *r,
-                     const char **why)
+static int rec_parse(const uint8_t *p, uint64_t size, uint64_t off, struct rec *r, const char **why)
 {
     const uint8_t *h = p + off;
 
@@ -865,9 +865,11 @@ static int rec_parse(const uint8_t *p, uint64_t size, uint64_t off, struct rec *
     return REC_OK;
 }
 
-__attribute__((format(printf, 4, 5))) static int corrupt(struct replay *r,
-                                                         const struct seg_view *s, uint64_t off,
-                                                         const char *fmt, ...)
+/* Fails the open: "<path>: corrupt record at offset <off>: <reason>". */
+static int corrupt(struct replay *r, const struct seg_view *s, uint64_t off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int corrupt(struct replay *r, const struct seg_view *s, uint64_t off, const char *fmt, ...)
 {
     char why[256];
     va_list ap;
@@ -875,8 +877,7 @@ __attribute__((format(printf, 4, 5))) static int corrupt(struct replay *r,
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    seterr(r->err, r->err_len, "%s: corrupt record at offset %" PRIu64 ": %s", s->path, off,
-           why);
+    seterr(r->err, r->err_len, "%s: corrupt record at offset %" PRIu64 ": %s", s->path, off, why);
     return -1;
 }
 
@@ -1075,16 +1076,16 @@ static int tail_adopt(struct wal *w, struct seg_view *s, struct wal_info *info, 
     if (s->stop > s->end &&
         (zero_range(s->fd, s->end, s->stop - s->end) != 0 || fdatasync(s->fd) != 0))
         goto fail;
-    if (s->size < WAL_SEGMENT_BYTES) {
+    w->seg_size = s->size; /* s->size stays the mapped length */
+    if (w->seg_size < WAL_SEGMENT_BYTES) {
         if (preallocate(s->fd, WAL_SEGMENT_BYTES) != 0 || fsync(s->fd) != 0)
             goto fail;
-        s->size = WAL_SEGMENT_BYTES;
+        w->seg_size = WAL_SEGMENT_BYTES;
     }
     w->fd = s->fd;
     s->fd = -1;
     w->seq = s->id.seq;
     w->seg_used = s->end;
-    w->seg_size = s->size;
     memcpy(w->seg_path, s->path, sizeof(w->seg_path));
     return 0;
 fail:

@@ -50,6 +50,7 @@ struct h2_stream {
     uint8_t *body;                     /* response message, owned */
     size_t body_len;
     size_t sent; /* bytes of prefix+body handed to nghttp2 */
+    struct h2_stream *prev, *next; /* rpc_conn.streams */
 };
 
 struct rpc_conn {
@@ -58,6 +59,8 @@ struct rpc_conn {
     void *arg;
     size_t max_msg_bytes;
     unsigned pending; /* dispatched streams not yet answered */
+    struct h2_stream *streams; /* every live stream state: nghttp2_session_del
+                                * does not call on_stream_close */
     uint8_t *out;     /* bytes pulled from nghttp2, not yet sent */
     size_t out_len;
     size_t out_off;
@@ -245,15 +248,19 @@ static void request_complete(struct rpc_conn *c, int32_t sid, struct h2_stream *
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
+    struct rpc_conn *c = user;
     struct h2_stream *st;
 
-    (void)user;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     st = calloc(1, sizeof(*st));
     if (st == NULL)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     st->path_bad = true;
+    st->next = c->streams;
+    if (c->streams != NULL)
+        c->streams->prev = st;
+    c->streams = st;
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
     return 0;
 }
@@ -328,16 +335,17 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
     (void)flags;
     if (st == NULL || st->answered)
         return 0;
-    if (st->in_len + len > limit) {
-        refuse_large(c, sid, st, st->in_len + len - GRPC_PREFIX_BYTES);
-        return 0;
-    }
-    if (st->in_len + len > st->in_cap && grow_in(st, st->in_len + len) != 0)
+    /* Buffer at most up to the limit, so a prefix that arrives in the
+     * same chunk as the overflow is still read for the error message. */
+    size_t take = len < limit - st->in_len ? len : limit - st->in_len;
+    if (st->in_len + take > st->in_cap && grow_in(st, st->in_len + take) != 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
-    memcpy(st->in + st->in_len, data, len);
-    st->in_len += len;
+    memcpy(st->in + st->in_len, data, take);
+    st->in_len += take;
     if (st->in_len >= GRPC_PREFIX_BYTES && declared_len(st) > c->max_msg_bytes)
         refuse_large(c, sid, st, declared_len(st));
+    else if (take < len)
+        refuse_large(c, sid, st, st->in_len + len - take - GRPC_PREFIX_BYTES);
     return 0;
 }
 
@@ -366,6 +374,12 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
     if (st->dispatched && c->pending > 0)
         c->pending--;
     nghttp2_session_set_stream_user_data(s, sid, NULL);
+    if (st->prev != NULL)
+        st->prev->next = st->next;
+    else
+        c->streams = st->next;
+    if (st->next != NULL)
+        st->next->prev = st->prev;
     stream_free(st);
     return 0;
 }
@@ -434,7 +448,12 @@ void rpc_conn_destroy(struct rpc_conn *c)
 {
     if (c == NULL)
         return;
-    nghttp2_session_del(c->session); /* closes streams: frees their state */
+    nghttp2_session_del(c->session); /* calls no callbacks */
+    while (c->streams != NULL) {
+        struct h2_stream *st = c->streams;
+        c->streams = st->next;
+        stream_free(st);
+    }
     free(c->out);
     free(c);
 }

@@ -255,21 +255,21 @@ restart_node() {
 # E2E_READY_S seconds; fail (with the node's log) if the process dies or time
 # runs out.
 wait_ready() {
-	local id="$1" deadline
+	local id="$1" deadline err="$E2E_TMP/$1.ready.err"
 	deadline=$((SECONDS + E2E_READY_S))
 	while ((SECONDS < deadline)); do
 		if ! node_alive "$id"; then
 			fail "node '$id' exited before it was ready"
 		fi
-		if "$ETCDCTL_BIN" --endpoints="$(node_url "$id")" \
+		if timeout -k 1 5 "$ETCDCTL_BIN" --endpoints="$(node_url "$id")" \
 			--dial-timeout=1s --command-timeout=1s \
-			endpoint status >/dev/null 2>&1; then
+			endpoint status >/dev/null 2>"$err"; then
 			log_info "node '$id' ready"
 			return 0
 		fi
 		sleep 0.1
 	done
-	fail "node '$id' not ready after ${E2E_READY_S}s"
+	fail "node '$id' not ready after ${E2E_READY_S}s; last etcdctl endpoint status said: $(tail -n 1 "$err")"
 }
 
 # stop_node ID [SIG]: signal, wait at most E2E_STOP_S seconds, then SIGKILL.

@@ -59,14 +59,14 @@ writer() {
 		k="dur/c$cycle/w$i/$(printf '%05d' "$n")"
 		v="v$cycle.$i.$n.$pad"
 		out="$(timeout -k 1 10 "$ETCDCTL_BIN" --endpoints="$url" \
-			--dial-timeout=1s --command-timeout=5s put -w json "$k" "$v" 2>/dev/null)" || return 0
+			--dial-timeout=1s --command-timeout=2s put -w json "$k" "$v" 2>/dev/null)" || return 0
 		rev="$(grep -oE '"revision":[0-9]+' <<<"$out" | head -n1 | cut -d: -f2)"
 		[[ -n "$rev" ]] || return 0
 		printf '%s %s %s\n' "$k" "$v" "$rev" >>"$acks"
 		if ((n % 4 == 0)); then
 			v="$cycle.$n"
 			out="$(timeout -k 1 10 "$ETCDCTL_BIN" --endpoints="$url" \
-				--dial-timeout=1s --command-timeout=5s put -w json "dur/hot/w$i" "$v" 2>/dev/null)" || return 0
+				--dial-timeout=1s --command-timeout=2s put -w json "dur/hot/w$i" "$v" 2>/dev/null)" || return 0
 			rev="$(grep -oE '"revision":[0-9]+' <<<"$out" | head -n1 | cut -d: -f2)"
 			[[ -n "$rev" ]] || return 0
 			# Hot-key acks: "cycle n revision"; the value encodes cycle.n.
@@ -158,7 +158,8 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
 	before="$(cat "$E2E_TMP"/w/c"$cycle".w* 2>/dev/null | wc -l)"
 	log_info "cycle $cycle: SIG$how after ${run_ms} ms, $before puts acknowledged so far this cycle"
 	stop_node srv "$how"
-	# Writers notice the dead server within their dial/command timeouts.
+	# Writers notice the dead server within their dial/command timeouts (an
+	# in-flight put is retried by etcdctl until its 2 s command timeout).
 	deadline=$((SECONDS + 20))
 	for p in "${WRITER_PIDS[@]}"; do
 		while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do
