@@ -251,7 +251,8 @@ void mvcc_destroy(struct mvcc_store *s)
 
     if (s == NULL)
         return;
-    assert(!s->in_txn);
+    if (s->in_txn) /* hand its replaced memory to the epoch lists below */
+        mvcc_txn_end(s);
     /* No reader is inside a section any more (the caller's contract). */
     TSAN_ACQUIRE(&s->tsan_sync);
     ck_epoch_reclaim(&s->wrec);

@@ -88,6 +88,8 @@ struct mvcc_range_res {
 };
 
 struct mvcc_store *mvcc_create(void);
+/* From the writer thread, once no reader is inside a read section; frees
+ * every mvcc_reader of the store too. */
 void mvcc_destroy(struct mvcc_store *s);
 
 /* Each thread that reads registers once, and uses its reader only from that

@@ -19,7 +19,7 @@
 #   start_etcd ID [FLAG..]  start real etcd as node ID (extra flags appended)
 #   restart_node ID         start ID again: same binary, ports, data dir, flags
 #   wait_ready ID           wait until `etcdctl endpoint status` answers
-#   stop_node ID [SIG]      send SIG (default TERM), wait (bounded), reap
+#   stop_node ID [SIG]      send SIG (default TERM), wait (bounded), then SIGKILL
 #   kill_node ID            stop_node ID KILL (a crash)
 #   node_alive ID           true while ID's process runs
 #   node_url ID / node_pid ID / node_dir ID / node_log ID / node_peer_url ID
@@ -31,6 +31,8 @@
 #   skip MSG..              print "SKIP: MSG", exit 77 (meson's "skipped")
 #   e2e_on_cleanup CMD..    run CMD (eval'd) at exit, before nodes are stopped
 #   e2e_finish              print the summary; exit 1 if any check failed
+#   E2E_CHECKS E2E_FAILS    the counters behind check/check_eq (tests may bump them)
+#   NODE_CPORT[ID]          ID's client port
 #
 # Per-node knobs, read when a node starts (set them as `VAR=x start_cetcd a`):
 #   E2E_NAME        --name (default: the node ID)
