@@ -336,7 +336,15 @@ static bool core_busy(void *arg)
            (!c->write_inflight && wal_pending_bytes(c->wal) > 0);
 }
 
+static bool core_waiting(void *arg)
+{
+    struct core *c = arg;
+
+    return c->write_inflight;
+}
+
 const struct shard_core_ops core_ops = {
+    .waiting = core_waiting,
     .turn = core_turn,
     .cqe = core_cqe,
     .busy = core_busy,

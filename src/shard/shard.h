@@ -71,6 +71,9 @@ struct shard_core_ops {
     /* true while the core has queued work that needs another turn soon
      * even without a completion (e.g. replies waiting for mailbox room). */
     bool (*busy)(void *arg);
+    /* true while the core waits for a completion it expects soon (its
+     * WAL write): the loop polls briefly before sleeping. */
+    bool (*waiting)(void *arg);
 };
 
 struct shard_config {
