@@ -27,6 +27,7 @@
 #include "rpc.h"
 
 #include <nghttp2/nghttp2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,35 +387,31 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
 
 /* ---- connection ---- */
 
-static nghttp2_session_callbacks *callbacks(void)
-{
-    /* One set per thread, made on first use and kept for the thread's life. */
-    static __thread nghttp2_session_callbacks *local;
-
-    if (local != NULL)
-        return local;
-    if (nghttp2_session_callbacks_new(&local) != 0)
-        return NULL;
-    nghttp2_session_callbacks_set_on_begin_headers_callback(local, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(local, on_header);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(local, on_data_chunk);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(local, on_frame_recv);
-    nghttp2_session_callbacks_set_on_stream_close_callback(local, on_stream_close);
-    return local;
-}
+/* nghttp2's callback table and options: made once for the process (any
+ * shard may be first) and kept for its life. */
+static nghttp2_session_callbacks *h2_callbacks;
+static nghttp2_option *h2_options;
+static pthread_once_t h2_once = PTHREAD_ONCE_INIT;
 
 /* grpc-go sends the endpoint as written by the user as :authority (for
  * "http://host:port" that is not a valid authority), and etcd accepts it;
  * nghttp2's HTTP messaging checks would reset such streams. They are off:
  * this file checks what gRPC needs itself (method, path, content-type,
  * framing). */
-static nghttp2_option *options(void)
+static void h2_init(void)
 {
-    static __thread nghttp2_option *opt;
+    nghttp2_session_callbacks *cbs;
 
-    if (opt == NULL && nghttp2_option_new(&opt) == 0)
-        nghttp2_option_set_no_http_messaging(opt, 1);
-    return opt;
+    if (nghttp2_option_new(&h2_options) == 0)
+        nghttp2_option_set_no_http_messaging(h2_options, 1);
+    if (nghttp2_session_callbacks_new(&cbs) != 0)
+        return;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    h2_callbacks = cbs;
 }
 
 struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size_t max_msg_bytes)
@@ -423,10 +420,10 @@ struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, RPC_STREAMS_MAX},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW_BYTES},
     };
-    nghttp2_session_callbacks *cbs = callbacks();
     struct rpc_conn *c;
 
-    if (cbs == NULL)
+    pthread_once(&h2_once, h2_init);
+    if (h2_callbacks == NULL || h2_options == NULL)
         return NULL;
     c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -434,7 +431,7 @@ struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size
     c->ops = ops;
     c->arg = arg;
     c->max_msg_bytes = max_msg_bytes;
-    if (nghttp2_session_server_new2(&c->session, cbs, c, options()) != 0) {
+    if (nghttp2_session_server_new2(&c->session, h2_callbacks, c, h2_options) != 0) {
         free(c);
         return NULL;
     }

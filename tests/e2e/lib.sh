@@ -354,6 +354,20 @@ skip() {
 }
 
 e2e_finish() {
+	local id log
+	# Stop every node gracefully so a sanitizer build gets to report leaks
+	# at exit, then fail on any sanitizer report in any node's log.
+	for id in "${E2E_NODES[@]}"; do
+		stop_node "$id"
+	done
+	for id in "${E2E_NODES[@]}"; do
+		log="${NODE_LOG[$id]}"
+		if grep -qE 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:|WARNING: ThreadSanitizer' "$log" 2>/dev/null; then
+			E2E_FAILS=$((E2E_FAILS + 1))
+			E2E_CHECKS=$((E2E_CHECKS + 1))
+			printf 'not ok - sanitizer report in the log of %s\n' "$id"
+		fi
+	done
 	if ((E2E_FAILS > 0)); then
 		printf 'FAILED: %d of %d checks\n' "$E2E_FAILS" "$E2E_CHECKS"
 		e2e_dump_logs
