@@ -10,6 +10,7 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,18 @@ void ring_loop_fini(struct ring_loop *l)
 {
     io_uring_queue_exit(&l->uring);
     close(l->wake_fd);
+}
+
+void ring_loop_iowq_unpin(struct ring_loop *l)
+{
+    cpu_set_t all;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    long i;
+
+    CPU_ZERO(&all);
+    for (i = 0; i < ncpu && i < CPU_SETSIZE; i++)
+        CPU_SET(i, &all);
+    (void)io_uring_register_iowq_aff(&l->uring, sizeof(all), &all);
 }
 
 struct io_uring_sqe *ring_sqe(struct ring_loop *l)

@@ -32,6 +32,12 @@ struct ring_loop {
 int ring_loop_init(struct ring_loop *l, unsigned entries);
 void ring_loop_fini(struct ring_loop *l);
 
+/* Lets the loop's io-wq workers (which run the operations that block, such
+ * as the WAL's synchronous writes) use every CPU. They inherit the creating
+ * thread's affinity otherwise, and a worker pinned to the CPU of the loop
+ * that waits for it competes with that loop. Best effort. */
+void ring_loop_iowq_unpin(struct ring_loop *l);
+
 /* A free SQE; submits what is queued to make room when the SQ is full, so
  * it never returns NULL (aborts if the kernel refuses to take any). */
 struct io_uring_sqe *ring_sqe(struct ring_loop *l);

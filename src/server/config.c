@@ -45,6 +45,8 @@ static const struct flag flags[] = {
      "Maximum client request size in bytes the server will accept."},
     {"shards", F_UINT, offsetof(struct config, shards), 0,
      "Number of shard threads, one per core (default: online CPUs)."},
+    {"pin-shards", F_BOOL, offsetof(struct config, pin_shards), 0,
+     "Pin shard k to CPU k (for machines whose cores are dedicated to cetcd)."},
     {"help", F_BOOL, offsetof(struct config, help), 0, "Show this help and exit."},
     {"version", F_BOOL, offsetof(struct config, version), 0, "Print the version and exit."},
 };

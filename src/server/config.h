@@ -21,6 +21,7 @@ struct config {
     char initial_cluster_token[256];
     uint64_t max_request_bytes;
     unsigned shards;
+    bool pin_shards;
     bool help;
     bool version;
 };

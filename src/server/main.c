@@ -115,6 +115,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sc.n_shards = cfg.shards;
+    sc.pin = cfg.pin_shards;
     sc.member = &member;
     sc.store = env.store;
     sc.core_ops = &core_ops;

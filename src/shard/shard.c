@@ -87,6 +87,7 @@ struct shard_set {
     void *core_arg;
     struct rpc_member *member;
     struct mvcc_store *store;
+    bool pin; /* pin shard k to CPU k */
     atomic_bool stop;
     /* Core's view of each shard: replies that found from_core full, and
      * which shards to wake at the next flush. Core thread only. */
@@ -405,7 +406,9 @@ static bool spin(struct shard *s)
 {
     uint64_t deadline;
 
-    if (s->awaiting == 0 && !(s->id == 0 && s->set->core_ops->waiting(s->set->core_arg)))
+    bool want = s->id == 0 ? s->set->core_ops->waiting(s->set->core_arg) : s->awaiting > 0;
+
+    if (!want)
         return false;
     io_uring_submit(&s->loop.uring);
     deadline = now_ns() + SPIN_NS;
@@ -469,7 +472,10 @@ static void *shard_main(void *arg)
     struct shard *s = arg;
     unsigned i;
 
-    pin(s->id);
+    if (s->set->pin) {
+        pin(s->id);
+        ring_loop_iowq_unpin(&s->loop);
+    }
     s->env.reader = mvcc_reader_register(s->set->store);
     for (i = 0; i < s->n_listen; i++)
         arm_accept(s, i);
@@ -532,6 +538,7 @@ struct shard_set *shard_set_create(const struct shard_config *cfg, char *err, si
     set->core_arg = cfg->core_arg;
     set->member = cfg->member;
     set->store = cfg->store;
+    set->pin = cfg->pin;
     for (i = 0; i < set->n; i++) {
         if (shard_init(set, i, err, err_len) != 0)
             goto fail;
