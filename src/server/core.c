@@ -196,13 +196,24 @@ int core_open(struct core **out, const char *data_dir, struct rpc_env *env, char
     return 0;
 }
 
+static void vec_free(struct msg_vec *v)
+{
+    size_t i;
+
+    for (i = 0; i < v->n; i++)
+        shard_msg_free(v->v[i]);
+    free(v->v);
+}
+
+/* After the loops stopped (a batch still in flight was never made durable
+ * and was never answered). */
 void core_close(struct core *c)
 {
     if (c == NULL)
         return;
     wal_close(c->wal);
-    free(c->next.v);
-    free(c->inflight.v);
+    vec_free(&c->next);
+    vec_free(&c->inflight);
     free(c);
 }
 
