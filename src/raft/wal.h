@@ -60,10 +60,10 @@ struct wal_replay_ops {
 
 /* Result of wal_open(): what replay found. */
 struct wal_info {
-    uint64_t last_index;  /* index of the last entry replayed, 0 if none */
-    uint64_t last_term;   /* its term */
-    uint64_t entries;     /* entries replayed */
-    uint64_t torn_bytes;  /* bytes cut off a torn tail (0 if none) */
+    uint64_t last_index; /* index of the last entry replayed, 0 if none */
+    uint64_t last_term;  /* its term */
+    uint64_t entries;    /* entries replayed */
+    uint64_t torn_bytes; /* bytes cut off a torn tail (0 if none) */
 };
 
 /* One batch ready for the owner to write: `len` bytes at `buf`, to be

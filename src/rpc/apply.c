@@ -104,8 +104,8 @@ static Mvccpb__KeyValue *current(const struct rpc_env *env, const ProtobufCBinar
     return kv;
 }
 
-static void apply_put(const struct rpc_env *env, const Etcdserverpb__PutRequest *r,
-                      bool want_reply, struct rpc_result *out)
+static void apply_put(const struct rpc_env *env, const Etcdserverpb__PutRequest *r, bool want_reply,
+                      struct rpc_result *out)
 {
     Etcdserverpb__PutResponse resp = ETCDSERVERPB__PUT_RESPONSE__INIT;
     Etcdserverpb__ResponseHeader hdr;

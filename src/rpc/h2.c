@@ -32,10 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define H2_WINDOW_BYTES (1u << 20)
+#define H2_WINDOW_BYTES      (1u << 20)
 #define H2_CONN_WINDOW_BYTES (16u << 20)
-#define H2_OUT_HIGH_BYTES (256u << 10)
-#define GRPC_PREFIX_BYTES 5
+#define H2_OUT_HIGH_BYTES    (256u << 10)
+#define GRPC_PREFIX_BYTES    5
 
 struct h2_stream {
     char path[RPC_PATH_BYTES_MAX];
@@ -50,7 +50,7 @@ struct h2_stream {
     uint8_t prefix[GRPC_PREFIX_BYTES]; /* response message prefix */
     uint8_t *body;                     /* response message, owned */
     size_t body_len;
-    size_t sent; /* bytes of prefix+body handed to nghttp2 */
+    size_t sent;                   /* bytes of prefix+body handed to nghttp2 */
     struct h2_stream *prev, *next; /* rpc_conn.streams */
 };
 
@@ -59,10 +59,10 @@ struct rpc_conn {
     const struct rpc_conn_ops *ops;
     void *arg;
     size_t max_msg_bytes;
-    unsigned pending; /* dispatched streams not yet answered */
+    unsigned pending;          /* dispatched streams not yet answered */
     struct h2_stream *streams; /* every live stream state: nghttp2_session_del
                                 * does not call on_stream_close */
-    uint8_t *out;     /* bytes pulled from nghttp2, not yet sent */
+    uint8_t *out;              /* bytes pulled from nghttp2, not yet sent */
     size_t out_len;
     size_t out_off;
     size_t out_cap;
@@ -97,7 +97,7 @@ static void pct_encode(const char *s, char *dst, size_t cap)
 
 #define NV(n, v)                                                                                   \
     {                                                                                              \
-        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME    \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME     \
     }
 
 static void submit_error(struct rpc_conn *c, int32_t sid, int code, const char *message)
@@ -167,8 +167,8 @@ static void submit_ok(struct rpc_conn *c, int32_t sid, struct h2_stream *st, uin
     nghttp2_submit_response(c->session, sid, nva, 2, &prd);
 }
 
-void rpc_conn_reply(struct rpc_conn *c, int32_t sid, int code, const char *message,
-                    uint8_t *body, size_t len)
+void rpc_conn_reply(struct rpc_conn *c, int32_t sid, int code, const char *message, uint8_t *body,
+                    size_t len)
 {
     struct h2_stream *st = nghttp2_session_get_stream_user_data(c->session, sid);
 
@@ -200,8 +200,8 @@ static void refuse(struct rpc_conn *c, int32_t sid, struct h2_stream *st, int co
 
 static uint32_t declared_len(const struct h2_stream *st)
 {
-    return ((uint32_t)st->in[1] << 24) | ((uint32_t)st->in[2] << 16) |
-           ((uint32_t)st->in[3] << 8) | st->in[4];
+    return ((uint32_t)st->in[1] << 24) | ((uint32_t)st->in[2] << 16) | ((uint32_t)st->in[3] << 8) |
+           st->in[4];
 }
 
 /* The request ended: check the framing as grpc-go does, then hand the
@@ -436,8 +436,7 @@ struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size
         return NULL;
     }
     nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
-    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
-                                          H2_CONN_WINDOW_BYTES);
+    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW_BYTES);
     return c;
 }
 

@@ -18,8 +18,7 @@
 
 static bool sort_ok(const Etcdserverpb__RangeRequest *r)
 {
-    return r->sort_order >= 0 && r->sort_order <= 2 && r->sort_target >= 0 &&
-           r->sort_target <= 4;
+    return r->sort_order >= 0 && r->sort_order <= 2 && r->sort_target >= 0 && r->sort_target <= 4;
 }
 
 static void range_req(const Etcdserverpb__RangeRequest *r, struct mvcc_range_req *q)
@@ -88,8 +87,7 @@ static void range_reply(const struct rpc_env *env, const struct mvcc_range_res *
     free(ptrs);
 }
 
-void rpc_kv_range(const struct rpc_env *env, const uint8_t *msg, size_t len,
-                  struct rpc_result *out)
+void rpc_kv_range(const struct rpc_env *env, const uint8_t *msg, size_t len, struct rpc_result *out)
 {
     Etcdserverpb__RangeRequest *r = etcdserverpb__range_request__unpack(NULL, len, msg);
     struct mvcc_range_req q;

@@ -47,7 +47,7 @@ enum rpc_code {
  * message outright (etcd's server sets its receive limit to this sum). */
 #define RPC_GRPC_OVERHEAD_BYTES (512u * 1024u)
 /* HTTP/2 limits of one connection. */
-#define RPC_STREAMS_MAX 256u
+#define RPC_STREAMS_MAX    256u
 #define RPC_PATH_BYTES_MAX 128u
 
 /* ---- the member as the API reports it ---- */

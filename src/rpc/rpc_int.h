@@ -13,15 +13,15 @@
 /* etcd's client-visible errors: name, gRPC code, exact grpc-message.
  * One list; rpc_errors[] in service.c is generated from it. */
 #define RPC_ERRORS(X)                                                                              \
-    X(EMPTY_KEY, RPC_INVALID_ARGUMENT, "etcdserver: key is not provided")                         \
-    X(KEY_NOT_FOUND, RPC_INVALID_ARGUMENT, "etcdserver: key not found")                           \
-    X(VALUE_PROVIDED, RPC_INVALID_ARGUMENT, "etcdserver: value is provided")                      \
-    X(LEASE_PROVIDED, RPC_INVALID_ARGUMENT, "etcdserver: lease is provided")                      \
-    X(TOO_LARGE, RPC_INVALID_ARGUMENT, "etcdserver: request is too large")                        \
-    X(INVALID_SORT, RPC_INVALID_ARGUMENT, "etcdserver: invalid sort option")                      \
-    X(LEASE_NOT_FOUND, RPC_NOT_FOUND, "etcdserver: requested lease not found")                    \
-    X(FUTURE_REV, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")   \
-    X(COMPACTED, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")      \
+    X(EMPTY_KEY, RPC_INVALID_ARGUMENT, "etcdserver: key is not provided")                          \
+    X(KEY_NOT_FOUND, RPC_INVALID_ARGUMENT, "etcdserver: key not found")                            \
+    X(VALUE_PROVIDED, RPC_INVALID_ARGUMENT, "etcdserver: value is provided")                       \
+    X(LEASE_PROVIDED, RPC_INVALID_ARGUMENT, "etcdserver: lease is provided")                       \
+    X(TOO_LARGE, RPC_INVALID_ARGUMENT, "etcdserver: request is too large")                         \
+    X(INVALID_SORT, RPC_INVALID_ARGUMENT, "etcdserver: invalid sort option")                       \
+    X(LEASE_NOT_FOUND, RPC_NOT_FOUND, "etcdserver: requested lease not found")                     \
+    X(FUTURE_REV, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")    \
+    X(COMPACTED, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")       \
     X(NOMEM, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory")
 
 enum rpc_err {

@@ -29,7 +29,9 @@ struct flag {
 };
 
 #define STR(field, name, usage)                                                                    \
-    {name, F_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), usage}
+    {                                                                                              \
+        name, F_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), usage    \
+    }
 
 static const struct flag flags[] = {
     STR(name, "name", "Human-readable name for this member."),

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define CONFIG_URLS_MAX 8
-#define CONFIG_STR_MAX 1024
+#define CONFIG_STR_MAX  1024
 
 struct config {
     char name[256];

@@ -39,7 +39,7 @@ enum core_op {
 };
 
 #define CORE_BATCH_ENTRIES_MAX 8192u
-#define CORE_BATCH_BYTES_MAX (32u << 20)
+#define CORE_BATCH_BYTES_MAX   (32u << 20)
 
 struct msg_vec {
     struct shard_msg **v;
@@ -99,13 +99,12 @@ static int replay_entry(void *arg, const struct wal_entry *e)
     struct rpc_result r;
 
     if (e->index != c->last_index + 1) {
-        fprintf(stderr, "cetcd: wal: entry index %llu follows %llu\n",
-                (unsigned long long)e->index, (unsigned long long)c->last_index);
+        fprintf(stderr, "cetcd: wal: entry index %llu follows %llu\n", (unsigned long long)e->index,
+                (unsigned long long)c->last_index);
         return -1;
     }
     if (rpc_apply(&c->env, e->data, e->len, false, &r) != 0) {
-        fprintf(stderr, "cetcd: wal: entry %llu cannot be decoded\n",
-                (unsigned long long)e->index);
+        fprintf(stderr, "cetcd: wal: entry %llu cannot be decoded\n", (unsigned long long)e->index);
         return -1;
     }
     c->last_index = e->index;

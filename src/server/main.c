@@ -59,8 +59,7 @@ static int setup_member(struct rpc_member *m, struct config *cfg, const char **l
     m->max_request_bytes = cfg->max_request_bytes;
     m->n_peer_urls =
         config_split_urls(cfg->initial_advertise_peer_urls, m->peer_urls, RPC_URLS_MAX);
-    m->n_client_urls =
-        config_split_urls(cfg->advertise_client_urls, m->client_urls, RPC_URLS_MAX);
+    m->n_client_urls = config_split_urls(cfg->advertise_client_urls, m->client_urls, RPC_URLS_MAX);
     *n_listen = config_split_urls(cfg->listen_client_urls, listen, SHARD_LISTEN_MAX);
     if (m->n_peer_urls == 0 || m->n_client_urls == 0 || *n_listen == 0)
         return -1;

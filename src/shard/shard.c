@@ -43,9 +43,9 @@ enum shard_op {
     OP_CANCEL = 5,
 };
 
-#define RING_ENTRIES 1024
+#define RING_ENTRIES    1024
 #define BACKLOG_WAIT_NS 200000 /* retry period while a mailbox is full */
-#define SPIN_NS 250000         /* longest poll before sleeping */
+#define SPIN_NS         250000 /* longest poll before sleeping */
 
 struct shard_conn {
     int fd;
@@ -186,8 +186,8 @@ static void conn_open(struct shard *s, int fd)
     c->slot = slot;
     c->gen = s->gens[slot];
     c->shard = s;
-    c->rpc = rpc_conn_create(&conn_ops, c, s->set->member->max_request_bytes +
-                                               RPC_GRPC_OVERHEAD_BYTES);
+    c->rpc =
+        rpc_conn_create(&conn_ops, c, s->set->member->max_request_bytes + RPC_GRPC_OVERHEAD_BYTES);
     if (c->rpc == NULL) {
         s->free_slots[s->n_free++] = slot;
         close(fd);
