@@ -41,6 +41,8 @@ enum shard_op {
     OP_SEND = 3,
     OP_WAKE = 4,
     OP_CANCEL = 5,
+    OP_NOTIFY = 6,      /* another shard posted to our CQ: mail is waiting */
+    OP_NOTIFY_FAIL = 7, /* our MSG_RING to shard `slot` failed */
 };
 
 #define RING_ENTRIES    1024
@@ -87,7 +89,8 @@ struct shard_set {
     void *core_arg;
     struct rpc_member *member;
     struct mvcc_store *store;
-    bool pin; /* pin shard k to CPU k */
+    bool pin;                /* pin shard k to CPU k */
+    atomic_bool no_msg_ring; /* the kernel refused MSG_RING: use eventfds */
     atomic_bool stop;
     /* Core's view of each shard: replies that found from_core full, and
      * which shards to wake at the next flush. Core thread only. */
@@ -328,12 +331,36 @@ static void on_cqe(struct shard *s, uint64_t ud, int res)
     case OP_WAKE:
         ring_arm_wake(&s->loop, ring_ud(OP_WAKE, 0, 0));
         break;
-    default: /* OP_CANCEL: the cancelled op reports itself */
+    case OP_NOTIFY_FAIL:
+        atomic_store(&s->set->no_msg_ring, true);
+        ring_wake(&s->set->shards[ring_ud_slot(ud) % s->set->n].loop);
+        break;
+    default: /* OP_CANCEL: the cancelled op reports itself; OP_NOTIFY: the
+              * loop drains its mailboxes every turn anyway */
         break;
     }
 }
 
 /* ---- mailboxes ---- */
+
+/* Tells shard `to` that mail is waiting. A MSG_RING operation posts a
+ * completion straight into the target's ring (one less step than waking
+ * it through its eventfd, and it rides on our next submit instead of a
+ * syscall of its own); kernels without it fall back to the eventfd. */
+static void notify(struct shard *from, unsigned to)
+{
+    struct shard_set *set = from->set;
+    struct io_uring_sqe *sqe;
+
+    if (atomic_load_explicit(&set->no_msg_ring, memory_order_relaxed)) {
+        ring_wake(&set->shards[to].loop);
+        return;
+    }
+    sqe = ring_sqe(&from->loop);
+    io_uring_prep_msg_ring(sqe, set->shards[to].loop.uring.ring_fd, 0, ring_ud(OP_NOTIFY, 0, 0), 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, ring_ud(OP_NOTIFY_FAIL, to, 0));
+}
 
 static void deliver_replies(struct shard *s)
 {
@@ -451,7 +478,7 @@ static void loop_turn(struct shard *s)
         s->set->core_ops->turn(s->set->core_arg);
     deliver_replies(s);
     if (s->core_needs_wake && s->id != 0)
-        ring_wake(&s->set->shards[0].loop);
+        notify(s, 0);
     s->core_needs_wake = false;
 }
 
@@ -688,7 +715,7 @@ void shard_core_flush(struct shard_set *set)
         if (set->reply_backlog[k] == NULL)
             set->reply_backlog_tail[k] = NULL;
         if (set->reply_wake[k] && k != 0)
-            ring_wake(&set->shards[k].loop);
+            notify(&set->shards[0], k);
         set->reply_wake[k] = false;
     }
 }
