@@ -129,6 +129,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -732,6 +733,13 @@ static int wal_dir_open(struct wal *w, const char *dir, char *err, size_t err_le
     w->dir_fd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (w->dir_fd < 0) {
         seterr(err, err_len, "%s: %s", w->dir, strerror(errno));
+        return -1;
+    }
+    /* One process per WAL: the lock lives as long as dir_fd (the process),
+     * so a crashed owner never leaves it behind. */
+    if (flock(w->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+        seterr(err, err_len, "%s: %s", w->dir,
+               errno == EWOULDBLOCK ? "in use by another process (locked)" : strerror(errno));
         return -1;
     }
     return 0;

@@ -160,8 +160,8 @@ static int load_env(struct config *cfg, char *err, size_t err_len)
         if (v == NULL)
             continue;
         if (set_flag(cfg, &flags[i], v) != 0) {
-            snprintf(err, err_len, "invalid value %s=%s", name, v);
-            return -1;
+            snprintf(err, err_len, "invalid value \"%s\" for %s: parse error", v, name);
+            return CONFIG_BAD_ENV;
         }
     }
     return 0;
@@ -176,12 +176,12 @@ static int load_arg(struct config *cfg, int argc, char **argv, int *i, char *err
     const char *v;
     const struct flag *f;
 
-    if (a[0] != '-' || a[1] == '\0') {
-        snprintf(err, err_len, "'%s' is not a valid flag", a);
-        return -1;
-    }
     if (name[0] == '-')
         name++;
+    if (strcmp(name, "h") == 0) { /* Go's flag package: -h asks for help */
+        cfg->help = true;
+        return 0;
+    }
     eq = strchr(name, '=');
     f = find_flag(name, eq != NULL ? (size_t)(eq - name) : strlen(name));
     if (f == NULL) {
@@ -227,15 +227,28 @@ static int check(struct config *cfg, char *err, size_t err_len)
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err_len)
 {
     int i;
+    int rv;
 
     defaults(cfg);
-    if (load_env(cfg, err, err_len) != 0)
-        return -1;
-    for (i = 1; i < argc; i++) {
+    rv = load_env(cfg, err, err_len);
+    if (rv != 0)
+        return rv;
+    /* Flags end at the first non-flag argument or after "--", as in Go;
+     * etcd takes no positional arguments, so anything left is an error. */
+    for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            i++;
+            break;
+        }
         if (load_arg(cfg, argc, argv, &i, err, err_len) != 0)
-            return -1;
+            return CONFIG_BAD_FLAG;
     }
-    return check(cfg, err, err_len);
+    if (i < argc) {
+        snprintf(err, err_len,
+                 "error verifying flags, '%s' is not a valid flag. See 'cetcd --help'.", argv[i]);
+        return CONFIG_BAD_ARGS;
+    }
+    return check(cfg, err, err_len) != 0 ? CONFIG_BAD_FLAG : 0;
 }
 
 void config_usage(void)

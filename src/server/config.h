@@ -26,9 +26,16 @@ struct config {
     bool version;
 };
 
+/* config_load() failures, each with the exit status etcd uses for it. */
+enum config_err {
+    CONFIG_BAD_FLAG = 2, /* unknown flag, bad or missing value */
+    CONFIG_BAD_ENV = 1,  /* an ETCD_* variable with a bad value */
+    CONFIG_BAD_ARGS = 1, /* a positional argument */
+};
+
 /* Fills cfg from defaults, then ETCD_* variables, then argv (flags win).
- * Returns 0, or -1 with a one-line message in err (the caller prints it and
- * exits with status 2). */
+ * Returns 0, or an enum config_err with a one-line message in err: the
+ * caller prints it and exits with that status. */
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err_len);
 
 /* Prints the flag list (--help). */

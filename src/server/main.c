@@ -76,19 +76,66 @@ static void on_signal(int sig)
         shard_set_stop(the_set);
 }
 
+/* Everything main() sets up, so one function can undo it on any path. */
+struct server {
+    struct shard_set *set;
+    struct core *core;
+    struct rpc_env env;
+};
+
+static void server_free(struct server *sv)
+{
+    shard_set_destroy(sv->set);
+    core_close(sv->core);
+    if (sv->env.reader != NULL)
+        mvcc_reader_unregister(sv->env.reader);
+    if (sv->env.store != NULL)
+        mvcc_destroy(sv->env.store);
+}
+
+/* Binds the listeners, then opens the log and replays it. 0 or -1. */
+static int server_start(struct server *sv, struct config *cfg, struct shard_config *sc,
+                        struct rpc_member *member)
+{
+    char err[512];
+
+    sc->n_shards = cfg->shards;
+    sc->pin = cfg->pin_shards;
+    sc->member = member;
+    sv->env.member = member;
+    sv->env.store = mvcc_create();
+    if (sv->env.store == NULL)
+        return -1;
+    sc->store = sv->env.store;
+    sv->env.reader = mvcc_reader_register(sv->env.store);
+    sv->set = shard_set_create(sc, err, sizeof(err));
+    if (sv->set == NULL || sv->env.reader == NULL) {
+        fprintf(stderr, "cetcd: %s\n", sv->set == NULL ? err : "out of memory");
+        return -1;
+    }
+    if (core_open(&sv->core, cfg->data_dir, &sv->env, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cetcd: %s\n", err);
+        return -1;
+    }
+    shard_set_attach_core(sv->set, &core_ops, sv->core);
+    core_attach(sv->core, sv->set);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct config cfg;
     static struct rpc_member member;
+    static struct server sv;
     struct shard_config sc;
-    struct rpc_env env;
-    struct core *core;
     char err[512];
     unsigned i;
+    int rv;
 
-    if (config_load(&cfg, argc, argv, err, sizeof(err)) != 0) {
+    rv = config_load(&cfg, argc, argv, err, sizeof(err));
+    if (rv != 0) {
         fprintf(stderr, "cetcd: %s\n", err);
-        return 2;
+        return rv;
     }
     if (cfg.help) {
         config_usage();
@@ -104,40 +151,22 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    env.member = &member;
-    env.store = mvcc_create();
-    if (env.store == NULL)
-        return 1;
-    env.reader = mvcc_reader_register(env.store);
-    if (core_open(&core, cfg.data_dir, &env, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cetcd: %s\n", err);
+    if (server_start(&sv, &cfg, &sc, &member) != 0) {
+        server_free(&sv);
         return 1;
     }
-    sc.n_shards = cfg.shards;
-    sc.pin = cfg.pin_shards;
-    sc.member = &member;
-    sc.store = env.store;
-    sc.core_ops = &core_ops;
-    sc.core_arg = core;
-    the_set = shard_set_create(&sc, err, sizeof(err));
-    if (the_set == NULL) {
-        fprintf(stderr, "cetcd: %s\n", err);
-        return 1;
-    }
-    core_attach(core, the_set);
+    the_set = sv.set;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     fprintf(stderr, "cetcd: member %016llx (%s) of cluster %016llx, revision %lld, %u shards\n",
             (unsigned long long)member.member_id, member.name,
-            (unsigned long long)member.cluster_id, (long long)mvcc_current_revision(env.store),
+            (unsigned long long)member.cluster_id, (long long)mvcc_current_revision(sv.env.store),
             cfg.shards);
     for (i = 0; i < sc.n_listen_urls; i++)
         fprintf(stderr, "cetcd: ready to serve client requests on %s\n", sc.listen_urls[i]);
-    shard_set_run(the_set);
-    shard_set_destroy(the_set);
-    core_close(core);
-    mvcc_reader_unregister(env.reader);
-    mvcc_destroy(env.store);
+    shard_set_run(sv.set);
+    the_set = NULL;
+    server_free(&sv);
     fprintf(stderr, "cetcd: stopped\n");
     return 0;
 }

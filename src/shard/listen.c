@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -45,8 +46,32 @@ int listen_parse_url(const char *url, char *host, size_t host_len, char *port, s
     snprintf(port, port_len, "%s", colon + 1);
     n = strlen(port);
     if (port[n - 1] == '/')
-        port[n - 1] = '\0';
+        port[--n] = '\0';
+    if (n == 0 || n > 5 || strspn(port, "0123456789") != n || atoi(port) > 65535)
+        return -1;
     return 0;
+}
+
+/* SO_REUSEPORT lets every process of the same user join a port's group, so
+ * a second server on the same URL would silently take half the
+ * connections. A plain bind first proves nobody holds the port. */
+static int probe_free(const struct addrinfo *ai, char *err, size_t err_len)
+{
+    int one = 1;
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    int rv = 0;
+
+    if (fd < 0) {
+        snprintf(err, err_len, "socket: %s", strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        snprintf(err, err_len, "%s", strerror(errno));
+        rv = -1;
+    }
+    close(fd);
+    return rv;
 }
 
 static int open_one(const struct addrinfo *ai, char *err, size_t err_len)
@@ -89,6 +114,11 @@ int listen_url(const char *url, int *fds, unsigned n, char *err, size_t err_len)
     rv = getaddrinfo(host, port, &hints, &res);
     if (rv != 0) {
         snprintf(err, err_len, "listen %s: %s", url, gai_strerror(rv));
+        return -1;
+    }
+    if (probe_free(res, why, sizeof(why)) != 0) {
+        snprintf(err, err_len, "listen tcp %s:%s: bind: %s", host, port, why);
+        freeaddrinfo(res);
         return -1;
     }
     for (i = 0; i < n; i++) {

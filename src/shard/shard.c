@@ -561,8 +561,6 @@ struct shard_set *shard_set_create(const struct shard_config *cfg, char *err, si
         return NULL;
     }
     set->n = cfg->n_shards;
-    set->core_ops = cfg->core_ops;
-    set->core_arg = cfg->core_arg;
     set->member = cfg->member;
     set->store = cfg->store;
     set->pin = cfg->pin;
@@ -661,6 +659,12 @@ void shard_set_destroy(struct shard_set *set)
         shard_fini(set, &set->shards[i]);
     free(set->shards);
     free(set);
+}
+
+void shard_set_attach_core(struct shard_set *set, const struct shard_core_ops *ops, void *arg)
+{
+    set->core_ops = ops;
+    set->core_arg = arg;
 }
 
 unsigned shard_set_count(const struct shard_set *set)

@@ -82,8 +82,6 @@ struct shard_config {
     unsigned n_listen_urls;
     struct rpc_member *member;
     struct mvcc_store *store;
-    const struct shard_core_ops *core_ops;
-    void *core_arg;
     /* Pin shard k to CPU k (mod CPUs). Off by default: on a small machine
      * shared with other programs (a client, a load generator), letting the
      * scheduler place shards measured lower latency than pinning them. */
@@ -93,6 +91,11 @@ struct shard_config {
 /* Creates the shards and binds every listener (n_shards sockets per URL,
  * SO_REUSEPORT). Returns NULL with a one-line message in err on failure. */
 struct shard_set *shard_set_create(const struct shard_config *cfg, char *err, size_t err_len);
+
+/* The core's hooks; must be attached before shard_set_run(). (Listeners
+ * are bound first, so a busy port fails the start before the data dir is
+ * touched.) */
+void shard_set_attach_core(struct shard_set *set, const struct shard_core_ops *ops, void *arg);
 
 /* Runs shards 1..n-1 on their own threads and shard 0 (the core) on the
  * calling thread, until shard_set_stop(). */
