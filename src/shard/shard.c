@@ -47,7 +47,8 @@ enum shard_op {
 
 #define RING_ENTRIES    1024
 #define BACKLOG_WAIT_NS 200000 /* retry period while a mailbox is full */
-#define SPIN_NS         250000 /* longest poll before sleeping */
+#define SPIN_NS         250000 /* longest poll while an answer is due */
+#define IDLE_SPIN_NS    50000  /* longest poll after a turn that did work */
 
 struct shard_conn {
     int fd;
@@ -77,6 +78,7 @@ struct shard {
     struct shard_msg *backlog_tail;
     bool core_needs_wake;
     unsigned awaiting; /* proposals sent to the core, not yet answered */
+    bool was_busy;     /* the last turn handled completions */
     struct rpc_env env;
     pthread_t thread;
     /* core only (shard 0's thread): per target shard */
@@ -424,37 +426,41 @@ static bool mail_ready(struct shard *s)
     return false;
 }
 
-/* Before sleeping, a loop that expects an answer soon (a shard waiting for
- * the core's replies, the core waiting for its WAL write) polls for a
- * short, bounded time: putting an idle core to sleep and waking it costs
- * tens of microseconds on a virtual machine, on every hop of every
- * request. Returns true if work turned up. */
-static bool spin(struct shard *s)
+/* Before sleeping, a loop polls for a short, bounded time: putting an idle
+ * CPU to sleep and waking it costs tens of microseconds on a virtual
+ * machine, on every hop of every request. A loop that expects an answer
+ * soon (a shard waiting for the core's replies, the core waiting for its
+ * WAL write) polls up to SPIN_NS; one that just did work, in case the next
+ * request follows at once, up to IDLE_SPIN_NS. An idle loop sleeps at
+ * once. Returns true if work turned up. */
+static bool spin(struct shard *s, bool was_busy)
 {
+    bool waiting = s->id == 0 ? s->set->core_ops->waiting(s->set->core_arg) : s->awaiting > 0;
+    uint64_t budget = waiting ? SPIN_NS : was_busy ? IDLE_SPIN_NS : 0;
     uint64_t deadline;
 
-    bool want = s->id == 0 ? s->set->core_ops->waiting(s->set->core_arg) : s->awaiting > 0;
-
-    if (!want)
+    if (budget == 0)
         return false;
     io_uring_submit(&s->loop.uring);
-    deadline = now_ns() + SPIN_NS;
+    deadline = now_ns() + budget;
     do {
         if (io_uring_cq_ready(&s->loop.uring) > 0 || mail_ready(s))
             return true;
-        __builtin_ia32_pause();
+        /* Let a runnable thread on this CPU go first: the io-wq worker that
+         * completes the very write being waited for may be one. */
+        sched_yield();
     } while (now_ns() < deadline);
     return false;
 }
 
-static void loop_wait(struct shard *s)
+static void loop_wait(struct shard *s, bool was_busy)
 {
     struct io_uring_cqe *cqe;
     struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = BACKLOG_WAIT_NS};
 
     if (has_pending(s))
         io_uring_submit_and_wait_timeout(&s->loop.uring, &cqe, 1, &ts, NULL);
-    else if (spin(s))
+    else if (spin(s, was_busy))
         io_uring_submit(&s->loop.uring);
     else
         io_uring_submit_and_wait(&s->loop.uring, 1);
@@ -466,13 +472,14 @@ static void loop_turn(struct shard *s)
     unsigned head;
     unsigned n = 0;
 
-    loop_wait(s);
+    loop_wait(s, s->was_busy);
     io_uring_for_each_cqe(&s->loop.uring, head, cqe)
     {
         on_cqe(s, cqe->user_data, cqe->res);
         n++;
     }
     io_uring_cq_advance(&s->loop.uring, n);
+    s->was_busy = n > 0;
     retry_backlog(s);
     if (s->id == 0)
         s->set->core_ops->turn(s->set->core_arg);
