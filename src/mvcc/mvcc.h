@@ -32,6 +32,8 @@ enum mvcc_err {
     MVCC_ERR_FUTURE_REV = -1, /* "etcdserver: mvcc: required revision is a future revision" */
     MVCC_ERR_COMPACTED = -2,  /* "etcdserver: mvcc: required revision has been compacted" */
     MVCC_ERR_NOMEM = -3,
+    MVCC_ERR_NOT_FOUND = -4,
+    MVCC_ERR_BAD_ORDER = -5,
 };
 
 /* etcd's RangeRequest.SortOrder and SortTarget values. */
@@ -133,5 +135,72 @@ int64_t mvcc_txn_delete_range(struct mvcc_store *s, const uint8_t *key, size_t k
  * new state is published to readers. Returns the store's current revision
  * after the transaction. Also lets ck_epoch free memory no reader sees. */
 int64_t mvcc_txn_end(struct mvcc_store *s);
+
+/* ---- issue 3: history, compaction, hashing, snapshots ---- */
+
+/* Writer side, inside a transaction: a Range that also sees what the open
+ * transaction wrote so far (a Txn's range after its own put, as etcd's).
+ * req->revision must be <= 0 (current). Same result rules as mvcc_range();
+ * pointers stay valid until the next write call or mvcc_txn_end(). */
+int mvcc_txn_range(struct mvcc_store *s, const struct mvcc_range_req *req,
+                   struct mvcc_range_res *res);
+
+/* Writer side, inside a transaction: the live version of one key as the
+ * open transaction sees it, or MVCC_ERR_NOT_FOUND (used by Txn compares,
+ * put's ignore_value/ignore_lease). */
+int mvcc_txn_get(struct mvcc_store *s, const uint8_t *key, size_t key_len, struct mvcc_kv *out);
+
+/* Writer side, outside a transaction: compact at `rev`. Logical at once
+ * (reads below rev answer MVCC_ERR_COMPACTED from the next publication on;
+ * the new compact revision is published by this call); physical removal of
+ * versions hidden at rev (and of keys whose newest version <= rev is a
+ * tombstone) is done later in bounded steps by mvcc_compact_step(). Errors:
+ * MVCC_ERR_COMPACTED if rev <= the compact revision, MVCC_ERR_FUTURE_REV if
+ * rev > current. Compacting at the current revision is allowed. */
+int mvcc_compact(struct mvcc_store *s, int64_t rev);
+
+/* Writer side, outside a transaction: does at most `budget` units of
+ * pending physical compaction (one unit ~ one key examined) and publishes
+ * the result. Returns true while more remains. Writes may interleave
+ * freely between steps. */
+bool mvcc_compact_step(struct mvcc_store *s, unsigned budget);
+
+/* Inside a read section: a hash of every version (key, create, mod,
+ * version, lease, value, tombstones) with mod_revision in
+ * (compact revision, rev], rev <= 0 meaning current, in key then revision
+ * order. Identical histories give identical hashes on every member
+ * (etcd's HashKV). *hash_rev and *compact_rev get the revisions used. */
+int mvcc_hash_kv(struct mvcc_reader *r, int64_t rev, uint32_t *hash, int64_t *hash_rev,
+                 int64_t *compact_rev);
+
+/* One version as stored, for snapshots: tombstone = deletion marker
+ * (value empty, version 0). `sub` is its sub-revision within mod_revision. */
+struct mvcc_version {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+    int64_t create_revision;
+    int64_t mod_revision;
+    int64_t sub;
+    int64_t version;
+    int64_t lease;
+    bool tombstone;
+};
+
+/* Inside a read section: calls fn for every stored version of the state
+ * pinned by the section, in key order then revision order. A non-zero
+ * return from fn stops the walk and is returned. Also reports the state's
+ * current and compact revisions before the first call. */
+typedef int (*mvcc_dump_fn)(void *arg, const struct mvcc_version *v);
+int mvcc_dump(struct mvcc_reader *r, int64_t *rev, int64_t *compact_rev, mvcc_dump_fn fn,
+              void *arg);
+
+/* Writer side, on an empty store, before any reader reads: rebuilds the
+ * state from versions given in mvcc_dump() order, then sets the current and
+ * compact revisions and publishes. Returns MVCC_OK, MVCC_ERR_NOMEM, or
+ * MVCC_ERR_BAD_ORDER if versions come out of order. */
+int mvcc_restore_version(struct mvcc_store *s, const struct mvcc_version *v);
+int mvcc_restore_finish(struct mvcc_store *s, int64_t rev, int64_t compact_rev);
 
 #endif
