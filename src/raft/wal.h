@@ -106,6 +106,14 @@ void wal_batch_done(struct wal *w);
 /* Prepare + pwrite + fdatasync + done, synchronously. 0 or -1 (err set). */
 int wal_batch_sync(struct wal *w, char *err, size_t err_len);
 
+/* A snapshot covering every entry up to `index` is durable: removes the
+ * segments all of whose entries are <= index (never the tail segment), and
+ * fsyncs the directory. Replay after that starts at the first remaining
+ * segment; its first entry may be > 1 (the caller skips entries its
+ * snapshot already covers). Returns the number of segments removed, or -1
+ * (err set). Called by the owner thread between batches. */
+int wal_release(struct wal *w, uint64_t index, char *err, size_t err_len);
+
 /* Bytes of records in all segments (what the log holds, not what is
  * preallocated). */
 uint64_t wal_size_bytes(const struct wal *w);
