@@ -1,13 +1,14 @@
 /*
  * btree.c — the copy-on-write B+ tree that orders the MVCC index by key.
  *
- * Owns: tree nodes (leaves and inner nodes), key blobs, version arrays
- * and value bytes of the live tree, plus the writer's spare-node pools.
+ * Owns: tree nodes (leaves and inner nodes), key blobs of the live tree,
+ * the writer's spare-node pools, and the bulk loader used by restore.
+ * The versions a slot points to are vers.c's.
  *
  * Threads: the writer thread alone calls the bt_writer / bt_slot_* /
- * bt_retire / bt_reclaim functions; any thread may call bt_find and the
- * iterator on a root it obtained from a published state, inside an epoch
- * section. Readers only ever read.
+ * bt_build_* / bt_retire / bt_reclaim functions; any thread may call
+ * bt_find and the iterator on a root it obtained from a published state,
+ * inside an epoch section. Readers only ever read.
  *
  * Invariants:
  * - A node is private to the writer iff node->txn == w->txn; the writer
@@ -16,14 +17,17 @@
  *   retiring the original; so an insert copies the root-to-leaf path once
  *   per transaction and then works in place.
  * - Keys in a leaf are strictly increasing (bt_key_cmp order: bytes, then
- *   shorter first). Inner node: n children, n-1 separators; child i holds
- *   keys k with keys[i-1] <= k < keys[i]. Separators alias leaf key blobs.
- * - Every leaf except an empty root holds >= 1 slot; splits keep nodes at
- *   least half full. Height <= BT_DEPTH_MAX.
- * - The writer never writes a version slot below any published count n,
- *   so a reader's v[0..n) never changes under it.
- * - Before any change an insert reserves all nodes it might need from the
- *   pools, so a failed allocation leaves the tree unchanged and valid.
+ *   shorter first). Inner node: n >= 1 children, n-1 separators; child i
+ *   holds keys k with keys[i-1] <= k < keys[i]. A separator aliases the
+ *   blob of the smallest key under its right child when it was set; a
+ *   removal moves the alias of a removed key to its successor.
+ * - Every leaf except an empty root holds >= 1 slot. Splits leave halves;
+ *   removals merge a leaf below BT_LEAF_LOW into a sibling it fits in and
+ *   drop empty nodes; a root with one child is replaced by the child.
+ *   Height <= BT_DEPTH_MAX.
+ * - Before any change an insert or removal reserves all nodes it might
+ *   need from the pools (and a new key its first chunk), so a failed
+ *   allocation leaves the tree unchanged and valid.
  */
 #include "btree.h"
 
@@ -178,19 +182,9 @@ static size_t node_size(bool leaf)
     return leaf ? sizeof(struct bt_leaf) : sizeof(struct bt_inner);
 }
 
-static size_t varr_size(uint32_t cap)
-{
-    return sizeof(struct bt_varr) + (size_t)cap * sizeof(struct bt_ver);
-}
-
 static void node_free_fn(ck_epoch_entry_t *e)
 {
     free(CONTAINER(e, struct bt_node, retire));
-}
-
-static void varr_free_fn(ck_epoch_entry_t *e)
-{
-    free(CONTAINER(e, struct bt_varr, retire));
 }
 
 static ck_stack_t *pool_of(struct bt_writer *w, bool leaf, uint32_t **count)
@@ -224,8 +218,8 @@ static int pool_fill(struct bt_writer *w, bool leaf, uint32_t want)
     return 0;
 }
 
-/* Reserves every node one insert can need: a leaf copy and a leaf split,
- * a copy and a split per inner level, and a new root. */
+/* Reserves every node one insert or removal can need: a leaf copy and a
+ * leaf split, a copy and a split per inner level, and a new root. */
 static int pool_reserve(struct bt_writer *w)
 {
     if (pool_fill(w, true, 2) != 0)
@@ -292,7 +286,7 @@ static struct bt_node *node_own(struct bt_writer *w, struct bt_node *n)
     return c;
 }
 
-static struct bt_key *key_new(struct bt_writer *w, const uint8_t *key, size_t key_len)
+struct bt_key *bt_key_new(struct bt_writer *w, const uint8_t *key, size_t key_len)
 {
     struct bt_key *k = malloc(sizeof(*k) + key_len);
 
@@ -340,14 +334,13 @@ static struct bt_slot *leaf_insert(struct bt_writer *w, struct bt_leaf *l, const
 {
     unsigned i = leaf_lower(l, key, key_len);
     struct bt_slot s = {0};
+    struct bt_key *k;
 
     if (i < l->hdr.n && key_cmp(l->slots[i].key, key, key_len) == 0)
         return &l->slots[i];
-    if (!create)
+    if (!create || (k = bt_key_new(w, key, key_len)) == NULL)
         return NULL;
-    s.key = key_new(w, key, key_len);
-    if (s.key == NULL)
-        return NULL;
+    bt_slot_init(w, &s, k); /* bt_slot_mut filled the spare */
     if (l->hdr.n == BT_LEAF_MAX)
         return leaf_split_insert(w, l, i, &s, sp);
     memmove(&l->slots[i + 1], &l->slots[i], (l->hdr.n - i) * sizeof(s));
@@ -428,7 +421,7 @@ struct bt_slot *bt_slot_mut(struct bt_writer *w, const uint8_t *key, size_t key_
     struct bt_slot *sl;
     struct bt_inner *root;
 
-    if (pool_reserve(w) != 0)
+    if (pool_reserve(w) != 0 || (create && bt_spare_fill(w) != 0))
         return NULL;
     sl = insert(w, &w->root, key, key_len, create, &sp);
     if (sp.right == NULL)
@@ -444,39 +437,145 @@ struct bt_slot *bt_slot_mut(struct bt_writer *w, const uint8_t *key, size_t key_
     return sl;
 }
 
-/* ---- writer: versions ---- */
+/* ---- writer: remove ---- */
 
-int bt_slot_reserve(struct bt_writer *w, struct bt_slot *sl)
+/* Makes the path to key's leaf private: path[0] is the root, path[d] the
+ * leaf, idx[l] the child taken at path[l]. Returns d. */
+static int path_own(struct bt_writer *w, const uint8_t *key, size_t key_len, struct bt_node **path,
+                    unsigned *idx)
 {
-    uint32_t cap = sl->vers ? sl->vers->cap : 0;
-    struct bt_varr *a;
+    struct bt_node **pp = &w->root;
+    int d = 0;
 
-    if (sl->n < cap)
-        return 0;
-    if (cap > UINT32_MAX / 2)
-        return -1;
-    cap = cap ? cap * 2 : 1;
-    a = malloc(varr_size(cap));
-    if (a == NULL)
-        return -1;
-    a->cap = cap;
-    if (sl->n > 0)
-        memcpy(a->v, sl->vers->v, sl->n * sizeof(a->v[0]));
-    if (sl->vers != NULL) {
-        w->bytes -= (int64_t)varr_size(sl->vers->cap);
-        bt_retire(w, &sl->vers->retire, varr_free_fn);
+    for (;;) {
+        struct bt_node *n = node_own(w, *pp);
+        *pp = n;
+        path[d] = n;
+        if (n->leaf)
+            return d;
+        idx[d] = inner_child(inner_of(n), key, key_len);
+        pp = &inner_of(n)->child[idx[d]];
+        d++;
     }
-    sl->vers = a;
-    w->bytes += (int64_t)varr_size(cap);
-    return 0;
 }
 
-void bt_slot_push(struct bt_writer *w, struct bt_slot *sl, const struct bt_ver *v)
+/* Drops child i of in and the separator beside it (the one on its left,
+ * or for child 0 the one on its right). */
+static void inner_remove(struct bt_inner *in, unsigned i)
 {
-    assert(sl->vers != NULL && sl->n < sl->vers->cap);
-    sl->vers->v[sl->n] = *v;
-    sl->n++;
-    w->bytes += v->value_len;
+    unsigned n = in->hdr.n, k = i > 0 ? i - 1 : 0;
+
+    if (n > 1)
+        memmove(&in->keys[k], &in->keys[k + 1], (n - 2 - k) * sizeof(in->keys[0]));
+    memmove(&in->child[i], &in->child[i + 1], (n - 1 - i) * sizeof(in->child[0]));
+    in->hdr.n--;
+}
+
+static bool leaf_fits(const struct bt_inner *in, unsigned j, unsigned n)
+{
+    return j < in->hdr.n && in->child[j]->n + n <= BT_LEAF_MAX;
+}
+
+/* Moves the slots of a sibling of the private leaf l = child i of the
+ * private in into l, if one fits; the sibling is retired. */
+static void leaf_merge(struct bt_writer *w, struct bt_inner *in, unsigned i)
+{
+    struct bt_leaf *l = leaf_of(in->child[i]), *o;
+    const size_t sz = sizeof(l->slots[0]);
+
+    if (leaf_fits(in, i + 1, l->hdr.n)) {
+        o = leaf_of(in->child[i + 1]);
+        memcpy(&l->slots[l->hdr.n], o->slots, o->hdr.n * sz);
+        inner_remove(in, i + 1);
+    } else if (i > 0 && leaf_fits(in, i - 1, l->hdr.n)) {
+        o = leaf_of(in->child[i - 1]);
+        memmove(&l->slots[o->hdr.n], l->slots, l->hdr.n * sz);
+        memcpy(l->slots, o->slots, o->hdr.n * sz);
+        in->child[i - 1] = &l->hdr;
+        inner_remove(in, i);
+    } else {
+        return;
+    }
+    l->hdr.n = (uint16_t)(l->hdr.n + o->hdr.n);
+    node_retire(w, &o->hdr);
+}
+
+/* Replaces an inner root with one child by the child. (A removal takes
+ * at most one child from a root that had two or more, so an inner root
+ * never empties.) */
+static void root_shrink(struct bt_writer *w)
+{
+    while (!w->root->leaf && w->root->n == 1) {
+        struct bt_node *old = w->root;
+        w->root = inner_of(old)->child[0];
+        w->height--;
+        node_retire(w, old);
+    }
+    assert(w->root->leaf || w->root->n >= 2);
+}
+
+/* After a slot left the leaf path[d]: drops emptied nodes bottom-up,
+ * merges a small leaf into a sibling, shrinks the root. */
+static void path_fix(struct bt_writer *w, struct bt_node **path, const unsigned *idx, int d)
+{
+    for (; d > 0; d--) {
+        struct bt_inner *parent = inner_of(path[d - 1]);
+        if (path[d]->n == 0) {
+            inner_remove(parent, idx[d - 1]);
+            node_retire(w, path[d]);
+            continue;
+        }
+        if (path[d]->leaf && path[d]->n < BT_LEAF_LOW)
+            leaf_merge(w, parent, idx[d - 1]);
+        break;
+    }
+    root_shrink(w);
+}
+
+/* If a separator still aliases the removed key k, it sits on the way
+ * down to k (in a private node) and must name k's successor, the
+ * smallest key of its right child now. */
+static void alias_move(struct bt_writer *w, const struct bt_key *k)
+{
+    struct bt_node *n = w->root;
+    const struct bt_slot *next;
+    struct bt_iter it;
+
+    while (!n->leaf) {
+        struct bt_inner *in = inner_of(n);
+        unsigned i = inner_child(in, k->bytes, k->len);
+        if (i > 0 && in->keys[i - 1] == k) {
+            assert(n->txn == w->txn);
+            bt_iter_seek(&it, w->root, k->bytes, k->len);
+            next = bt_iter_next(&it);
+            assert(next != NULL);
+            in->keys[i - 1] = next->key;
+            return;
+        }
+        n = in->child[i];
+    }
+}
+
+int bt_slot_remove(struct bt_writer *w, const uint8_t *key, size_t key_len)
+{
+    struct bt_node *path[BT_DEPTH_MAX];
+    unsigned idx[BT_DEPTH_MAX], i;
+    const struct bt_key *k;
+    struct bt_leaf *l;
+    int d;
+
+    if (pool_reserve(w) != 0)
+        return -1;
+    d = path_own(w, key, key_len, path, idx);
+    l = leaf_of(path[d]);
+    i = leaf_lower(l, key, key_len);
+    assert(i < l->hdr.n && key_cmp(l->slots[i].key, key, key_len) == 0);
+    k = l->slots[i].key;
+    memmove(&l->slots[i], &l->slots[i + 1], (l->hdr.n - 1u - i) * sizeof(l->slots[0]));
+    l->hdr.n--;
+    path_fix(w, path, idx, d);
+    alias_move(w, k);
+    return 0;
 }
 
 /* ---- writer: life cycle ---- */
@@ -494,19 +593,11 @@ int bt_writer_init(struct bt_writer *w)
     return 0;
 }
 
-static void slot_free(const struct bt_slot *sl)
-{
-    for (uint32_t i = 0; i < sl->n; i++)
-        free((void *)sl->vers->v[i].value);
-    free(sl->vers);
-    free((void *)sl->key);
-}
-
 static void subtree_free(struct bt_node *n)
 {
     if (n->leaf) {
         for (unsigned i = 0; i < n->n; i++)
-            slot_free(&leaf_of(n)->slots[i]);
+            bt_slot_free(&leaf_of(n)->slots[i]);
     } else {
         for (unsigned i = 0; i < n->n; i++)
             subtree_free(inner_of(n)->child[i]);
@@ -529,5 +620,93 @@ void bt_writer_destroy(struct bt_writer *w)
         subtree_free(w->root);
     pool_drain(&w->pool_leaf);
     pool_drain(&w->pool_inner);
+    free(w->spare);
     memset(w, 0, sizeof(*w));
+}
+
+/* ---- writer: bulk load ---- */
+
+static struct bt_node *node_new(struct bt_writer *w, bool leaf)
+{
+    struct bt_node *n = malloc(node_size(leaf));
+
+    if (n == NULL)
+        return NULL;
+    n->txn = w->txn;
+    n->leaf = leaf;
+    n->n = 0;
+    w->bytes += (int64_t)node_size(leaf);
+    return n;
+}
+
+/* Appends child, whose smallest key is min, to the open inner node of
+ * level l, first closing a full one into level l + 1. On failure every
+ * node is still held by b (cur[] or a child of one). */
+static int build_push(struct bt_writer *w, struct bt_build *b, int l, struct bt_node *child,
+                      const struct bt_key *min)
+{
+    struct bt_inner *in;
+
+    assert(l < BT_DEPTH_MAX);
+    if (b->cur[l] != NULL && b->cur[l]->n == BT_INNER_MAX) {
+        if (build_push(w, b, l + 1, b->cur[l], b->min[l]) != 0)
+            return -1;
+        b->cur[l] = NULL;
+    }
+    if (b->cur[l] == NULL) {
+        if ((b->cur[l] = node_new(w, false)) == NULL)
+            return -1;
+        b->min[l] = min;
+        b->top = l > b->top ? l : b->top;
+    }
+    in = inner_of(b->cur[l]);
+    if (in->hdr.n > 0)
+        in->keys[in->hdr.n - 1] = min;
+    in->child[in->hdr.n++] = child;
+    return 0;
+}
+
+int bt_build_add(struct bt_writer *w, struct bt_build *b, const struct bt_slot *sl)
+{
+    struct bt_leaf *l;
+
+    if (b->cur[0] != NULL && b->cur[0]->n == BT_LEAF_MAX) {
+        if (build_push(w, b, 1, b->cur[0], b->min[0]) != 0)
+            return -1;
+        b->cur[0] = NULL;
+    }
+    if (b->cur[0] == NULL) {
+        if ((b->cur[0] = node_new(w, true)) == NULL)
+            return -1;
+        b->min[0] = sl->key;
+    }
+    l = leaf_of(b->cur[0]);
+    l->slots[l->hdr.n++] = *sl;
+    return 0;
+}
+
+int bt_build_finish(struct bt_writer *w, struct bt_build *b)
+{
+    for (int l = 0; l < b->top; l++) { /* build_push may raise top */
+        if (build_push(w, b, l + 1, b->cur[l], b->min[l]) != 0)
+            return -1;
+        b->cur[l] = NULL;
+    }
+    if (b->cur[b->top] != NULL) {
+        assert(w->root->leaf && w->root->n == 0);
+        node_retire(w, w->root);
+        w->root = b->cur[b->top];
+        w->height = (uint32_t)b->top + 1;
+    }
+    memset(b, 0, sizeof(*b));
+    return 0;
+}
+
+void bt_build_abort(struct bt_writer *w, struct bt_build *b)
+{
+    (void)w;
+    for (int l = 0; l <= b->top; l++)
+        if (b->cur[l] != NULL)
+            subtree_free(b->cur[l]);
+    memset(b, 0, sizeof(*b));
 }

@@ -3,28 +3,31 @@
  *
  * Owns: the published state {root, revision, compact revision}, the epoch
  * domain (ck_epoch) and its records, the writer's transaction bookkeeping,
- * and the Range logic (etcd's applyRange: fetch, filter, sort, truncate).
+ * and the Range logic (etcd's applyRange: fetch, filter, sort, truncate),
+ * for readers on a pinned state and for the writer inside a transaction.
  *
- * Threads: the writer thread alone runs mvcc_txn_* (and create/destroy);
- * it builds the next tree privately (btree.c) and publishes a new state
- * with one release store in mvcc_txn_end. Readers pin a state with an
- * acquire load inside their own epoch section (mvcc_read_begin) and never
- * write shared memory. The *_pub fields are the only other shared words.
+ * Threads: the writer thread alone runs mvcc_txn_* (and create/destroy,
+ * and compact.c / snap.c's writer calls); it builds the next tree
+ * privately (btree.c, vers.c) and publishes a new state with one release
+ * store in mvcc_commit. Readers pin a state with an acquire load inside
+ * their own epoch section (mvcc_read_begin) and never write shared
+ * memory. The *_pub fields are the only other shared words.
  *
  * Invariants:
- * - s->state is the last published state; its rev == s->rev whenever no
- *   transaction is open. A published state, and every node, version array
- *   and value reachable from it, is never written again.
- * - Memory replaced in a transaction is handed to ck_epoch_call only after
- *   the state that no longer reaches it is published; it is freed (or
- *   recycled) only after ck_epoch_poll_deferred says no section can still
- *   see it, in batches bounded per txn_end. The writer never waits.
+ * - s->state is the last published state; its rev == s->rev and its
+ *   compact_rev == s->compact_rev whenever no transaction is open. A
+ *   published state, and every node, chunk and value reachable from it,
+ *   is never written again (a head chunk's unpublished tail aside).
+ * - Memory replaced in a transaction (or a compaction step) is handed to
+ *   ck_epoch_call only after the state that no longer reaches it is
+ *   published; it is freed (or recycled) only after ck_epoch_poll_deferred
+ *   says no section can still see it, in batches bounded per commit. The
+ *   writer never waits.
  * - Revision: +1 per transaction that wrote a version. A version is a
  *   tombstone iff version == 0; a put after a tombstone (or on a new key)
  *   starts a generation: create_revision = its revision, version = 1.
  */
-#include "mvcc.h"
-#include "btree.h"
+#include "mvcc_int.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -51,47 +54,7 @@ void __tsan_release(void *addr);
 #define TSAN_RELEASE(p) ((void)(p))
 #endif
 
-#define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-#define RECLAIM_BATCH_MIN 64u /* objects freed per txn_end beyond twice those retired */
-
-struct mvcc_state {
-    ck_epoch_entry_t retire;
-    const struct bt_node *root;
-    int64_t rev;
-    int64_t compact_rev;
-};
-
-struct mvcc_store {
-    ck_epoch_record_t wrec; /* writer: ck_epoch_call and poll only */
-    ck_epoch_t epoch;       /* all records; register/recycle from any thread */
-
-    /* Shared words: written by the writer with release stores. */
-    struct mvcc_state *state;
-    int64_t rev_pub;
-    int64_t compact_pub;
-    uint64_t bytes_pub;
-    int tsan_sync; /* address of the TSan section-end -> free edge */
-
-    /* Writer thread only. */
-    struct bt_writer w;
-    struct mvcc_state *next_state; /* preallocated so txn_end cannot fail */
-    ck_stack_t ready;              /* safe to free, drained in batches */
-    bool in_txn;
-    bool changed;
-    uint32_t sub;
-    int64_t rev;
-    int64_t compact_rev;
-    const struct bt_key **scratch; /* keys a delete_range removes */
-    size_t scratch_cap;
-};
-
-struct mvcc_reader {
-    ck_epoch_record_t rec;
-    /* The owning thread only. */
-    struct mvcc_store *s;
-    const struct mvcc_state *st; /* pinned between read_begin and read_end */
-};
+#define RECLAIM_BATCH_MIN 64u /* objects freed per commit beyond twice those retired */
 
 /* The keys a request covers: etcd's key / range_end rules. */
 enum span_kind { SPAN_ONE, SPAN_FROM, SPAN_TO };
@@ -148,29 +111,9 @@ static const struct bt_slot *span_next(struct span *sp)
 
 /* ---- versions ---- */
 
-/* The newest version with mod_revision <= rev, or NULL; may be a tombstone. */
-static const struct bt_ver *ver_at(const struct bt_slot *sl, int64_t rev)
-{
-    const struct bt_ver *v = sl->n ? sl->vers->v : NULL;
-    uint32_t lo = 0, hi = sl->n;
-
-    if (hi == 0)
-        return NULL;
-    if (v[hi - 1].mod_revision <= rev)
-        return &v[hi - 1];
-    while (lo < hi) { /* first index with mod_revision > rev */
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (v[mid].mod_revision <= rev)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo ? &v[lo - 1] : NULL;
-}
-
 static const struct bt_ver *live_at(const struct bt_slot *sl, int64_t rev)
 {
-    const struct bt_ver *v = ver_at(sl, rev);
+    const struct bt_ver *v = bt_ver_at(sl, rev, NULL);
 
     return v != NULL && !bt_ver_is_tomb(v) ? v : NULL;
 }
@@ -178,6 +121,16 @@ static const struct bt_ver *live_at(const struct bt_slot *sl, int64_t rev)
 static const struct bt_ver *live_last(const struct bt_slot *sl)
 {
     return live_at(sl, INT64_MAX);
+}
+
+/* Copies the live last version out (a reserve may move the head). */
+static bool live_copy(const struct bt_slot *sl, struct bt_ver *out)
+{
+    const struct bt_ver *v = live_last(sl);
+
+    if (v != NULL)
+        *out = *v;
+    return v != NULL;
 }
 
 static void kv_fill(struct mvcc_kv *kv, const struct bt_slot *sl, const struct bt_ver *v)
@@ -194,16 +147,22 @@ static void kv_fill(struct mvcc_kv *kv, const struct bt_slot *sl, const struct b
 
 /* ---- create / destroy ---- */
 
+static uint32_t limbo_flush(struct mvcc_store *s);
+
 static void state_free_fn(ck_epoch_entry_t *e)
 {
     free(CONTAINER(e, struct mvcc_state, retire));
 }
 
+/* compact_pub before the state: a reader that has pinned a state and then
+ * loads mvcc_compact_revision() gets at least its state's compact
+ * revision. rev_pub after: a reader that saw rev_pub pins a state at least
+ * that new. */
 static void state_publish(struct mvcc_store *s, struct mvcc_state *st)
 {
+    __atomic_store_n(&s->compact_pub, st->compact_rev, __ATOMIC_RELEASE);
     __atomic_store_n(&s->state, st, __ATOMIC_RELEASE);
     __atomic_store_n(&s->rev_pub, st->rev, __ATOMIC_RELEASE);
-    __atomic_store_n(&s->compact_pub, st->compact_rev, __ATOMIC_RELEASE);
     __atomic_store_n(&s->bytes_pub, (uint64_t)s->w.bytes, __ATOMIC_RELEASE);
 }
 
@@ -253,6 +212,9 @@ void mvcc_destroy(struct mvcc_store *s)
         return;
     if (s->in_txn) /* hand its replaced memory to the epoch lists below */
         mvcc_txn_end(s);
+    mvcc_compaction_free(s);
+    mvcc_restore_free(s);
+    (void)limbo_flush(s); /* chunks an unfinished restore replaced */
     /* No reader is inside a section any more (the caller's contract). */
     TSAN_ACQUIRE(&s->tsan_sync);
     ck_epoch_reclaim(&s->wrec);
@@ -361,7 +323,7 @@ static int64_t fetch_limit(const struct mvcc_range_req *req)
 
 /* Counts the live keys of the span at rev into res->count and collects
  * up to `limit` of them (all if 0; none if count_only). */
-static int range_collect(const struct mvcc_state *st, const struct mvcc_range_req *req, int64_t rev,
+static int range_collect(const struct bt_node *root, const struct mvcc_range_req *req, int64_t rev,
                          struct mvcc_range_res *res)
 {
     int64_t limit = fetch_limit(req);
@@ -370,7 +332,7 @@ static int range_collect(const struct mvcc_state *st, const struct mvcc_range_re
     struct span sp;
     size_t cap = 0;
 
-    span_init(&sp, st->root, req->key, req->key_len, req->range_end, req->range_end_len);
+    span_init(&sp, root, req->key, req->key_len, req->range_end, req->range_end_len);
     while ((sl = span_next(&sp)) != NULL) {
         if ((v = live_at(sl, rev)) == NULL)
             continue;
@@ -483,26 +445,36 @@ static void range_finish(const struct mvcc_range_req *req, struct mvcc_range_res
     }
 }
 
-int mvcc_range(struct mvcc_reader *r, const struct mvcc_range_req *req, struct mvcc_range_res *res)
+/* A Range over the tree `root` whose current revision is cur; etcd's
+ * checks: future revision, <= 0 = current, below compact = compacted
+ * (the compact revision itself is still readable). */
+static int range_at(const struct bt_node *root, int64_t cur, int64_t compact,
+                    const struct mvcc_range_req *req, struct mvcc_range_res *res)
 {
-    const struct mvcc_state *st = r->st;
     int64_t rev = req->revision;
     int rv;
 
-    assert(st != NULL);
     memset(res, 0, sizeof(*res));
-    res->revision = st->rev;
-    if (rev > st->rev)
+    res->revision = cur;
+    if (rev > cur)
         return MVCC_ERR_FUTURE_REV;
     if (rev <= 0)
-        rev = st->rev;
-    if (rev < st->compact_rev)
+        rev = cur;
+    if (rev < compact)
         return MVCC_ERR_COMPACTED;
-    rv = range_collect(st, req, rev, res);
+    rv = range_collect(root, req, rev, res);
     if (rv != MVCC_OK)
         return rv;
     range_finish(req, res);
     return MVCC_OK;
+}
+
+int mvcc_range(struct mvcc_reader *r, const struct mvcc_range_req *req, struct mvcc_range_res *res)
+{
+    const struct mvcc_state *st = r->st;
+
+    assert(st != NULL);
+    return range_at(st->root, st->rev, st->compact_rev, req, res);
 }
 
 void mvcc_range_res_free(struct mvcc_range_res *res)
@@ -522,8 +494,8 @@ void mvcc_txn_begin(struct mvcc_store *s)
     s->w.txn++;
 }
 
-/* Every change first makes sure txn_end will have a state to publish. */
-static int next_state_ready(struct mvcc_store *s)
+/* Every change first makes sure the commit will have a state to publish. */
+int mvcc_state_reserve(struct mvcc_store *s)
 {
     if (s->next_state == NULL)
         s->next_state = calloc(1, sizeof(*s->next_state));
@@ -546,30 +518,30 @@ int mvcc_txn_put(struct mvcc_store *s, const uint8_t *key, size_t key_len, const
                  size_t value_len, int64_t lease, mvcc_prev_fn prev, void *arg)
 {
     int64_t rev = s->rev + 1;
-    const struct bt_ver *last;
-    struct bt_ver v = {0};
+    struct bt_ver v = {0}, last;
     struct bt_slot *sl;
     uint8_t *val;
+    bool live;
 
     assert(s->in_txn);
-    if (key_len > UINT32_MAX || value_len > UINT32_MAX || next_state_ready(s) != MVCC_OK)
+    if (key_len > UINT32_MAX || value_len > UINT32_MAX || mvcc_state_reserve(s) != MVCC_OK)
         return MVCC_ERR_NOMEM;
     if (value_dup(value, value_len, &val) != MVCC_OK)
         return MVCC_ERR_NOMEM;
-    sl = bt_slot_mut(&s->w, key, key_len, true);
+    sl = bt_slot_mut(&s->w, key, key_len, true); /* a new slot can take one version */
+    live = sl != NULL && live_copy(sl, &last);
     if (sl == NULL || bt_slot_reserve(&s->w, sl) != 0) {
         free(val);
         return MVCC_ERR_NOMEM;
     }
-    last = live_last(sl);
-    if (last != NULL && prev != NULL) {
+    if (live && prev != NULL) {
         struct mvcc_kv kv;
-        kv_fill(&kv, sl, last);
+        kv_fill(&kv, sl, &last);
         prev(arg, &kv);
     }
-    v.create_revision = last ? last->create_revision : rev;
+    v.create_revision = live ? last.create_revision : rev;
     v.mod_revision = rev;
-    v.version = last ? last->version + 1 : 1;
+    v.version = live ? last.version + 1 : 1;
     v.lease = lease;
     v.value = val;
     v.value_len = (uint32_t)value_len;
@@ -616,13 +588,13 @@ static int64_t live_keys(struct mvcc_store *s, const uint8_t *key, size_t key_le
 static int tombstone(struct mvcc_store *s, const struct bt_key *k, mvcc_prev_fn prev, void *arg)
 {
     struct bt_slot *sl = bt_slot_mut(&s->w, k->bytes, k->len, false);
-    struct bt_ver v = {0};
+    struct bt_ver v = {0}, last;
 
-    if (sl == NULL || bt_slot_reserve(&s->w, sl) != 0)
+    if (sl == NULL || !live_copy(sl, &last) || bt_slot_reserve(&s->w, sl) != 0)
         return MVCC_ERR_NOMEM;
     if (prev != NULL) {
         struct mvcc_kv kv;
-        kv_fill(&kv, sl, live_last(sl));
+        kv_fill(&kv, sl, &last);
         prev(arg, &kv);
     }
     v.mod_revision = s->rev + 1;
@@ -639,7 +611,7 @@ int64_t mvcc_txn_delete_range(struct mvcc_store *s, const uint8_t *key, size_t k
     int64_t n;
 
     assert(s->in_txn);
-    if (next_state_ready(s) != MVCC_OK)
+    if (mvcc_state_reserve(s) != MVCC_OK)
         return MVCC_ERR_NOMEM;
     n = live_keys(s, key, key_len, range_end, range_end_len);
     for (int64_t i = 0; i < n; i++)
@@ -671,6 +643,7 @@ static void publish(struct mvcc_store *s)
     s->next_state = NULL;
     if (s->changed)
         s->rev++;
+    s->changed = false;
     st->root = s->w.root;
     st->rev = s->rev;
     st->compact_rev = s->compact_rev;
@@ -678,20 +651,49 @@ static void publish(struct mvcc_store *s)
     bt_retire(&s->w, &old->retire, state_free_fn);
 }
 
-int64_t mvcc_txn_end(struct mvcc_store *s)
+void mvcc_commit(struct mvcc_store *s, bool force)
 {
     uint32_t retired = 0;
 
-    assert(s->in_txn);
-    s->in_txn = false;
     /* Publish if the working tree differs, even without a new version: a
      * put that failed half way may have copied nodes. */
-    if (s->changed || s->w.root != s->state->root || s->w.limbo_n > 0) {
+    if (force || s->changed || s->w.root != s->state->root || s->w.limbo_n > 0) {
         publish(s);
         retired = limbo_flush(s);
     }
     ck_epoch_poll_deferred(&s->wrec, &s->ready);
     ready_drain(s, RECLAIM_BATCH_MIN + 2u * (size_t)retired);
-    (void)next_state_ready(s); /* a failure shows up at the next change */
+    (void)mvcc_state_reserve(s); /* a failure shows up at the next change */
+}
+
+int64_t mvcc_txn_end(struct mvcc_store *s)
+{
+    assert(s->in_txn);
+    s->in_txn = false;
+    mvcc_commit(s, false);
     return s->rev;
+}
+
+/* ---- writer-side reads ---- */
+
+int mvcc_txn_range(struct mvcc_store *s, const struct mvcc_range_req *req,
+                   struct mvcc_range_res *res)
+{
+    assert(s->in_txn);
+    /* etcd storeTxnWrite.Range: the txn's revision once it has changed
+     * something, else the revision it started at. */
+    return range_at(s->w.root, s->rev + (s->changed ? 1 : 0), s->compact_rev, req, res);
+}
+
+int mvcc_txn_get(struct mvcc_store *s, const uint8_t *key, size_t key_len, struct mvcc_kv *out)
+{
+    const struct bt_slot *sl;
+    const struct bt_ver *v;
+
+    assert(s->in_txn);
+    sl = bt_find(s->w.root, key, key_len);
+    if (sl == NULL || (v = live_last(sl)) == NULL)
+        return MVCC_ERR_NOT_FOUND;
+    kv_fill(out, sl, v);
+    return MVCC_OK;
 }

@@ -8,10 +8,11 @@
  *
  * Threading: exactly one writer thread (the core's apply loop) and any
  * number of reader threads (the shards, and the core itself). Readers never
- * lock and never block the writer: B-tree nodes and version lists are
- * copy-on-write, the writer publishes a new root with one release store at
- * mvcc_txn_end(), and replaced memory is freed through ck_epoch once no
- * reader can still see it. A reader that has called mvcc_read_begin() sees
+ * lock and never block the writer: B-tree nodes are copy-on-write, a key's
+ * versions are append-only chunks, the writer publishes a new root with one
+ * release store at mvcc_txn_end() (and after each compaction step), and
+ * replaced memory is freed through ck_epoch once no reader can still see
+ * it. A reader that has called mvcc_read_begin() sees
  * one consistent published state until mvcc_read_end(); every pointer a
  * read returns stays valid until then.
  *
@@ -106,7 +107,9 @@ void mvcc_read_end(struct mvcc_reader *r);
 int mvcc_range(struct mvcc_reader *r, const struct mvcc_range_req *req, struct mvcc_range_res *res);
 void mvcc_range_res_free(struct mvcc_range_res *res);
 
-/* Current and compacted revisions as last published (any thread). */
+/* Current and compacted revisions as last published (any thread). Inside
+ * a read section, mvcc_compact_revision() is >= the pinned state's compact
+ * revision, so any revision between it and the state's is readable. */
 int64_t mvcc_current_revision(const struct mvcc_store *s);
 int64_t mvcc_compact_revision(const struct mvcc_store *s);
 /* Approximate bytes the live state takes (keys, values, versions, nodes). */
@@ -139,9 +142,12 @@ int64_t mvcc_txn_end(struct mvcc_store *s);
 /* ---- issue 3: history, compaction, hashing, snapshots ---- */
 
 /* Writer side, inside a transaction: a Range that also sees what the open
- * transaction wrote so far (a Txn's range after its own put, as etcd's).
- * req->revision must be <= 0 (current). Same result rules as mvcc_range();
- * pointers stay valid until the next write call or mvcc_txn_end(). */
+ * transaction wrote so far (a Txn's range after its own put, as etcd's
+ * storeTxnWrite.Range). The transaction's revision is current+1 once it
+ * has written something, else current; req->revision <= 0 reads at it
+ * and res->revision reports it. An explicit revision reads history with
+ * mvcc_range()'s rules (etcd allows it in a Txn too). Pointers stay valid
+ * until the next write call or mvcc_txn_end(). */
 int mvcc_txn_range(struct mvcc_store *s, const struct mvcc_range_req *req,
                    struct mvcc_range_res *res);
 
@@ -150,26 +156,34 @@ int mvcc_txn_range(struct mvcc_store *s, const struct mvcc_range_req *req,
  * put's ignore_value/ignore_lease). */
 int mvcc_txn_get(struct mvcc_store *s, const uint8_t *key, size_t key_len, struct mvcc_kv *out);
 
-/* Writer side, outside a transaction: compact at `rev`. Logical at once
- * (reads below rev answer MVCC_ERR_COMPACTED from the next publication on;
- * the new compact revision is published by this call); physical removal of
- * versions hidden at rev (and of keys whose newest version <= rev is a
- * tombstone) is done later in bounded steps by mvcc_compact_step(). Errors:
- * MVCC_ERR_COMPACTED if rev <= the compact revision, MVCC_ERR_FUTURE_REV if
- * rev > current. Compacting at the current revision is allowed. */
+/* Writer side, outside a transaction: compact at `rev` (etcd's rule: per
+ * key keep the newest version <= rev unless it is a tombstone, drop all
+ * older ones; keys left with nothing go). Logical at once: this call
+ * publishes the new compact revision, so reads below rev answer
+ * MVCC_ERR_COMPACTED (rev itself stays readable). Physical removal is done
+ * later in bounded steps by mvcc_compact_step(); compacting again while a
+ * pass is pending raises its target. Errors: MVCC_ERR_COMPACTED if rev <=
+ * the compact revision, MVCC_ERR_FUTURE_REV if rev > current,
+ * MVCC_ERR_NOMEM. Compacting at the current revision is allowed. */
 int mvcc_compact(struct mvcc_store *s, int64_t rev);
 
 /* Writer side, outside a transaction: does at most `budget` units of
- * pending physical compaction (one unit ~ one key examined) and publishes
- * the result. Returns true while more remains. Writes may interleave
- * freely between steps. */
+ * pending physical compaction and publishes the result. A unit is one key
+ * examined or one chunk (up to 64 versions) of a compacted key freed; a
+ * unit costs well under a microsecond unless it frees a chunk's values.
+ * Returns true while more remains. Writes may interleave freely between
+ * steps. */
 bool mvcc_compact_step(struct mvcc_store *s, unsigned budget);
 
-/* Inside a read section: a hash of every version (key, create, mod,
- * version, lease, value, tombstones) with mod_revision in
- * (compact revision, rev], rev <= 0 meaning current, in key then revision
- * order. Identical histories give identical hashes on every member
- * (etcd's HashKV). *hash_rev and *compact_rev get the revisions used. */
+/* Inside a read section: a CRC32C of every version (key, mod and sub
+ * revision, create, version, lease, value; tombstones too) that the pinned
+ * state's history holds at or below rev (rev <= 0 meaning current), in key
+ * then revision order: the versions in (compact revision, rev] plus, as in
+ * etcd's HashKV, the version each key keeps at the compact revision. A
+ * pure function of the history and the two revisions, whatever physical
+ * compaction has done (encoding in snap.c). *hash_rev and *compact_rev get
+ * the revisions used; compare hashes only when both match. Errors:
+ * MVCC_ERR_FUTURE_REV, MVCC_ERR_COMPACTED (rev < compact revision). */
 int mvcc_hash_kv(struct mvcc_reader *r, int64_t rev, uint32_t *hash, int64_t *hash_rev,
                  int64_t *compact_rev);
 
@@ -189,17 +203,26 @@ struct mvcc_version {
 };
 
 /* Inside a read section: calls fn for every stored version of the state
- * pinned by the section, in key order then revision order. A non-zero
- * return from fn stops the walk and is returned. Also reports the state's
- * current and compact revisions before the first call. */
+ * pinned by the section, in key order then revision order: what
+ * compaction at the state's compact revision keeps (as mvcc_hash_kv), so
+ * the dump does not depend on how far physical compaction has got. A
+ * non-zero return from fn stops the walk and is returned. Also reports the
+ * state's current and compact revisions before the first call. */
 typedef int (*mvcc_dump_fn)(void *arg, const struct mvcc_version *v);
 int mvcc_dump(struct mvcc_reader *r, int64_t *rev, int64_t *compact_rev, mvcc_dump_fn fn,
               void *arg);
 
-/* Writer side, on an empty store, before any reader reads: rebuilds the
- * state from versions given in mvcc_dump() order, then sets the current and
- * compact revisions and publishes. Returns MVCC_OK, MVCC_ERR_NOMEM, or
- * MVCC_ERR_BAD_ORDER if versions come out of order. */
+/* Writer side, on a fresh store (nothing written, compacted or restored),
+ * before any reader reads: rebuilds the state from versions given in
+ * mvcc_dump() order (bulk-loaded, not inserted one by one), then
+ * mvcc_restore_finish sets the current and compact revisions and
+ * publishes. Returns MVCC_OK, MVCC_ERR_NOMEM, or MVCC_ERR_BAD_ORDER if
+ * versions come out of order, are malformed (mod_revision <= 0, a live
+ * version with version or create_revision <= 0 or create > mod) or the
+ * store is not fresh. An error sticks: later calls return it, and
+ * mvcc_restore_finish returns it and leaves the store as fresh as before;
+ * finish also fails with MVCC_ERR_BAD_ORDER if rev < 1, compact_rev is
+ * outside [0, rev] or a version is newer than rev. */
 int mvcc_restore_version(struct mvcc_store *s, const struct mvcc_version *v);
 int mvcc_restore_finish(struct mvcc_store *s, int64_t rev, int64_t compact_rev);
 

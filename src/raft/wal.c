@@ -4,7 +4,8 @@
  * batches that the owner writes through io_uring (or wal_batch_sync()).
  *
  * Owns: the directory fd, the tail segment's fd (plus, during one batch
- * after a roll, the previous tail's), and two batch buffers.
+ * after a roll, the previous tail's), two batch buffers, and the list of
+ * segments on disk (to release the old ones after a snapshot).
  * Thread: the core, the WAL's only user. Nothing here is shared or locked.
  * Invariants:
  *  - At most one batch is in flight; adds meanwhile go to the other buffer,
@@ -14,18 +15,23 @@
  *  - In the tail segment, bytes [seg_used, seg_size) are zero on disk,
  *    except the range of the batch in flight.
  *  - Entry indexes added never skip: index <= last + 1 (see REPLAY).
+ *  - w->segs lists the segments on disk in sequence order, consecutive
+ *    numbers, the tail last; w->hs_seq names the one holding the newest
+ *    durable HARDSTATE (0 if there is none), which is never released.
  *
  * SEGMENT FILES
  *
  * NAME = SSSSSSSSSSSSSSSS-IIIIIIIIIIIIIIII.wal: S is the sequence number
- * (1, 2, 3, ... with no gaps), I the index of the first entry written to
- * the segment (last index + 1 if it was created without one); both are 16
- * lowercase hex digits, so names sort in log order. A segment is created as
- * NAME.tmp, preallocated with fallocate to WAL_SEGMENT_BYTES (or larger, for
- * one batch that needs more), its META record written and fsynced, then
- * renamed to NAME and the directory fsynced: a segment either exists whole,
- * with its META, or not at all. Leftover *.wal.tmp files are removed at
- * open. Zero bytes after the records mean "no more records".
+ * (1, 2, 3, ... with no gaps; after a RELEASE the oldest remaining one may
+ * be any S > 0, and the numbers still run without gaps from it), I the
+ * index of the first entry written to the segment (last index + 1 if it
+ * was created without one); both are 16 lowercase hex digits, so names
+ * sort in log order. A segment is created as NAME.tmp, preallocated with
+ * fallocate to WAL_SEGMENT_BYTES (or larger, for one batch that needs
+ * more), its META record written and fsynced, then renamed to NAME and the
+ * directory fsynced: a segment either exists whole, with its META, or not
+ * at all. Leftover *.wal.tmp files are removed at open. Zero bytes after
+ * the records mean "no more records".
  *
  *   0                                              end of data    file size
  *   +------+-------+-------+-----------+-------+-----+- - - - - - - - - - -+
@@ -111,6 +117,26 @@
  * name; a record with a right crc but a broken chain; an entry index gap.
  * A missing segment fails the open too. Bit rot inside the last batch is
  * indistinguishable from a torn write and is cut like one.
+ *
+ * RELEASE
+ *
+ * Once a snapshot covering every entry <= N is durable, wal_release(N)
+ * unlinks, oldest first, each segment k that is not the tail and whose
+ * successor's first index I(k+1) <= N + 1. Every entry of k still in the
+ * log is < I(k+1): the successor began by writing entry I(k+1), which
+ * replaced any entry >= I(k+1) before it (Raft §5.3), or it was created
+ * without an entry at last index + 1. So k holds no entry the snapshot
+ * lacks. Then the directory is fsynced. A crash in between leaves a
+ * prefix of them unlinked: the rest is still consecutive and replays.
+ * Replay then starts at the oldest remaining segment: its META sets the
+ * chain start, and its first entry may have any index (the caller skips
+ * the entries its snapshot already covers).
+ *
+ * The newest durable HARDSTATE (term, vote, commit: Raft §5.1, it must
+ * survive) must survive the release too: the segment holding it and the
+ * later ones are kept, and if that stopped the release, a copy of the
+ * hard state is added to the pending batch (unless a batch already holds
+ * one), so a later release, once that batch is durable, removes the rest.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -169,6 +195,19 @@ _Static_assert(WAL_SEGMENT_BYTES % 8 == 0, "segments hold whole records");
 
 static const uint8_t wal_zeros[WAL_ZERO_BYTES];
 
+/* A segment as named in the directory. */
+struct seg_id {
+    uint64_t seq;
+    uint64_t first_index;
+    uint64_t used; /* bytes of records, once sealed (not the tail) */
+};
+
+struct seg_list {
+    struct seg_id *v;
+    size_t n;
+    size_t cap;
+};
+
 /* A batch buffer. Owner thread only. */
 struct wal_buf {
     uint8_t *p;
@@ -176,36 +215,28 @@ struct wal_buf {
     size_t cap;           /* bytes allocated at p */
     uint32_t crc_start;   /* chain value before the first record */
     uint64_t first_index; /* index of the first entry in it, 0 if none */
+    int has_hs;           /* it holds a HARDSTATE record */
 };
 
 /* All fields: owner thread only. */
 struct wal {
     int dir_fd;
-    int fd;                /* tail segment; -1 until one exists */
-    int retired_fd;        /* previous tail, closed when the batch is done */
-    uint64_t seq;          /* tail segment's sequence number, 0 if none */
-    uint64_t seg_used;     /* bytes of records durable in the tail */
-    uint64_t seg_size;     /* tail's file size */
-    uint64_t sealed_bytes; /* bytes of records in the earlier segments */
-    uint32_t crc;          /* chain value after the last record added */
-    uint64_t last_index;   /* last entry index added or replayed, 0 if none */
+    int fd;                  /* tail segment; -1 until one exists */
+    int retired_fd;          /* previous tail, closed when the batch is done */
+    uint64_t seq;            /* tail segment's sequence number, 0 if none */
+    uint64_t seg_used;       /* bytes of records durable in the tail */
+    uint64_t seg_size;       /* tail's file size */
+    uint64_t sealed_bytes;   /* bytes of records in the earlier segments */
+    uint32_t crc;            /* chain value after the last record added */
+    uint64_t last_index;     /* last entry index added or replayed, 0 if none */
+    struct wal_hardstate hs; /* newest hard state added or replayed */
+    uint64_t hs_seq;         /* segment of the newest durable one, 0 if none */
+    struct seg_list segs;    /* segments on disk, oldest first, tail last */
     struct wal_buf buf[2];
     int cur;                       /* buffer receiving adds */
     int inflight;                  /* 1 while buf[cur ^ 1] is handed out */
     char dir[WAL_PATH_BYTES];      /* absolute path of the directory */
     char seg_path[WAL_PATH_BYTES]; /* tail's path, for messages */
-};
-
-/* A segment as named in the directory. */
-struct seg_id {
-    uint64_t seq;
-    uint64_t first_index;
-};
-
-struct seg_list {
-    struct seg_id *v;
-    size_t n;
-    size_t cap;
 };
 
 /* One segment mapped for replay. */
@@ -237,13 +268,17 @@ struct replay {
     const struct wal_replay_ops *ops;
     void *arg;
     struct wal_info *info;
-    uint32_t crc; /* chain value after the last record replayed */
-    int chained;  /* 0 until the first record sets the chain */
+    uint32_t crc;            /* chain value after the last record replayed */
+    int chained;             /* 0 until the first record sets the chain */
+    struct wal_hardstate hs; /* the last hard state replayed */
+    uint64_t hs_seq;         /* its segment, 0 if none yet */
     char *err;
     size_t err_len;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
+
+static int seg_list_reserve(struct seg_list *l);
 
 static void seterr(char *err, size_t err_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -458,6 +493,7 @@ static void buf_reset(struct wal_buf *b)
 {
     b->len = 0;
     b->first_index = 0;
+    b->has_hs = 0;
     if (b->cap > WAL_BUF_KEEP_BYTES) {
         free(b->p);
         b->p = NULL;
@@ -514,6 +550,8 @@ int wal_add_hardstate(struct wal *w, const struct wal_hardstate *hs)
     put_le64(rec + REC_HDR_BYTES + 8, hs->vote);
     put_le64(rec + REC_HDR_BYTES + 16, hs->commit);
     w->crc = rec_seal(rec, w->crc);
+    w->buf[w->cur].has_hs = 1;
+    w->hs = *hs;
     return 0;
 }
 
@@ -571,7 +609,10 @@ fail:
  * empty) and re-chains b after its META. */
 static int wal_roll(struct wal *w, struct wal_buf *b, char *err, size_t err_len)
 {
-    struct seg_id id = {w->seq + 1, b->first_index ? b->first_index : w->last_index + 1};
+    struct seg_id id = {
+        .seq = w->seq + 1,
+        .first_index = b->first_index ? b->first_index : w->last_index + 1,
+    };
     uint64_t need = META_RECORD_BYTES + b->len;
     uint64_t size = WAL_SEGMENT_BYTES;
     char name[WAL_NAME_BYTES + 1];
@@ -580,14 +621,21 @@ static int wal_roll(struct wal *w, struct wal_buf *b, char *err, size_t err_len)
 
     if (need > size)
         size = (need + WAL_ALLOC_ALIGN - 1) / WAL_ALLOC_ALIGN * WAL_ALLOC_ALIGN;
+    if (seg_list_reserve(&w->segs) != 0) {
+        seterr(err, err_len, "%s: more than %u segments", w->dir, WAL_SEGMENTS_MAX);
+        return -1;
+    }
     fd = seg_create(w, &id, b->crc_start, size, &meta_crc, err, err_len);
     if (fd < 0)
         return -1;
     if (w->fd >= 0) {
         assert(w->retired_fd < 0);
+        assert(w->segs.n > 0 && w->segs.v[w->segs.n - 1].seq == w->seq);
         w->retired_fd = w->fd;
         w->sealed_bytes += w->seg_used;
+        w->segs.v[w->segs.n - 1].used = w->seg_used;
     }
+    w->segs.v[w->segs.n++] = id;
     w->fd = fd;
     w->seq = id.seq;
     w->seg_used = META_RECORD_BYTES;
@@ -629,6 +677,8 @@ void wal_batch_done(struct wal *w)
     assert(w->inflight);
     w->seg_used += b->len;
     assert(w->seg_used <= w->seg_size);
+    if (b->has_hs)
+        w->hs_seq = w->seq;
     buf_reset(b);
     w->inflight = 0;
     if (w->retired_fd >= 0) {
@@ -774,7 +824,8 @@ static int seg_name_parse(const char *s, size_t suffix_len, struct seg_id *id)
     return 0;
 }
 
-static int seg_list_push(struct seg_list *l, const struct seg_id *id)
+/* Makes room for one more segment in the list. */
+static int seg_list_reserve(struct seg_list *l)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
@@ -788,6 +839,13 @@ static int seg_list_push(struct seg_list *l, const struct seg_id *id)
         l->v = v;
         l->cap = cap;
     }
+    return 0;
+}
+
+static int seg_list_push(struct seg_list *l, const struct seg_id *id)
+{
+    if (seg_list_reserve(l) != 0)
+        return -1;
     l->v[l->n++] = *id;
     return 0;
 }
@@ -805,7 +863,7 @@ static int seg_list_read(struct wal *w, struct seg_list *l, char *err, size_t er
 {
     DIR *d = opendir(w->dir);
     struct dirent *de;
-    struct seg_id id;
+    struct seg_id id = {0};
     int full = 0;
 
     if (d == NULL) {
@@ -941,6 +999,8 @@ static int replay_hardstate(struct replay *r, const struct seg_view *s, uint64_t
     };
     int rv = 0;
 
+    r->hs = hs;
+    r->hs_seq = s->id.seq;
     if (r->ops != NULL && r->ops->hardstate != NULL)
         rv = r->ops->hardstate(r->arg, &hs);
     return rv == 0 ? 0 : replay_cb_failed(r, s, off, rv);
@@ -1101,7 +1161,7 @@ fail:
     return -1;
 }
 
-static int replay_segment(struct wal *w, struct replay *r, const struct seg_id *id, int last)
+static int replay_segment(struct wal *w, struct replay *r, struct seg_id *id, int last)
 {
     struct seg_view s;
     int rv = seg_view_open(w, id, last, &s, r->err, r->err_len);
@@ -1112,13 +1172,15 @@ static int replay_segment(struct wal *w, struct replay *r, const struct seg_id *
         rv = replay_end(r, &s);
     if (rv == 0 && last)
         rv = tail_adopt(w, &s, r->info, r->err, r->err_len);
-    else if (rv == 0)
+    else if (rv == 0) {
         w->sealed_bytes += s.end;
+        id->used = s.end;
+    }
     seg_view_close(&s);
     return rv;
 }
 
-static int replay_all(struct wal *w, const struct seg_list *l, struct replay *r)
+static int replay_all(struct wal *w, struct seg_list *l, struct replay *r)
 {
     for (size_t i = 0; i < l->n; i++) {
         int rv = replay_segment(w, r, &l->v[i], i + 1 == l->n);
@@ -1128,6 +1190,8 @@ static int replay_all(struct wal *w, const struct seg_list *l, struct replay *r)
     }
     w->crc = r->crc;
     w->last_index = r->info->last_index;
+    w->hs = r->hs;
+    w->hs_seq = r->hs_seq;
     return 0;
 }
 
@@ -1154,7 +1218,7 @@ int wal_open(const char *dir, const struct wal_replay_ops *ops, void *arg, struc
         rv = seg_list_read(w, &segs, err, err_len);
     if (rv == 0)
         rv = replay_all(w, &segs, &r);
-    free(segs.v);
+    w->segs = segs; /* freed by wal_close() */
     if (rv != 0) {
         wal_close(w);
         return rv;
@@ -1175,5 +1239,60 @@ void wal_close(struct wal *w)
         close(w->dir_fd);
     free(w->buf[0].p);
     free(w->buf[1].p);
+    free(w->segs.v);
     free(w);
+}
+
+/* ---- release ---------------------------------------------------------- */
+
+/* Does segment segs[k] (not the tail) hold only entries <= index? See
+ * RELEASE: its live entries are all below its successor's first index. */
+static int seg_covered(const struct wal *w, size_t k, uint64_t index)
+{
+    uint64_t next_first = w->segs.v[k + 1].first_index;
+
+    return next_first <= 1 || next_first - 1 <= index;
+}
+
+/* Does a batch not yet durable (pending or in flight) hold a hard state? */
+static int hs_on_the_way(const struct wal *w)
+{
+    return w->buf[w->cur].has_hs || (w->inflight && w->buf[w->cur ^ 1].has_hs);
+}
+
+int wal_release(struct wal *w, uint64_t index, char *err, size_t err_len)
+{
+    size_t k = 0, removed = 0;
+    char name[WAL_NAME_BYTES + 1];
+    int rv = 0;
+
+    while (k + 1 < w->segs.n && seg_covered(w, k, index))
+        k++;
+    if (k > 0 && w->hs_seq != 0 && w->segs.v[k - 1].seq >= w->hs_seq) {
+        /* Keep the newest hard state: see RELEASE. */
+        while (k > 0 && w->segs.v[k - 1].seq >= w->hs_seq)
+            k--;
+        if (!hs_on_the_way(w) && wal_add_hardstate(w, &w->hs) != 0) {
+            seterr(err, err_len, "%s: cannot carry the hard state forward", w->dir);
+            return -1;
+        }
+    }
+    for (; removed < k; removed++) {
+        seg_name(name, &w->segs.v[removed]);
+        if (unlinkat(w->dir_fd, name, 0) != 0) {
+            seterr(err, err_len, "unlink %s/%s: %s", w->dir, name, strerror(errno));
+            rv = -1;
+            break;
+        }
+        w->sealed_bytes -= w->segs.v[removed].used;
+    }
+    if (removed > 0) {
+        w->segs.n -= removed;
+        memmove(w->segs.v, w->segs.v + removed, w->segs.n * sizeof(*w->segs.v));
+        if (fsync(w->dir_fd) != 0 && rv == 0) {
+            seterr(err, err_len, "fsync %s: %s", w->dir, strerror(errno));
+            rv = -1;
+        }
+    }
+    return rv == 0 ? (int)removed : -1;
 }

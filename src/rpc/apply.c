@@ -4,10 +4,11 @@
  *
  * Entry payload format (the data of every Raft entry in the WAL):
  *   OFFSET SIZE MEANING
- *   0      1    type (enum rpc_entry_type: 0 no-op, 1 Put, 2 DeleteRange)
+ *   0      1    type (enum rpc_entry_type: 0 no-op, 1 Put, 2 DeleteRange,
+ *                3 Txn, 4 Compact, 5 Alarm)
  *   1      n    the request's protobuf encoding, as the client sent it
- *                (etcdserverpb.PutRequest / DeleteRangeRequest); empty for
- *                a no-op
+ *                (etcdserverpb.PutRequest, DeleteRangeRequest, TxnRequest,
+ *                CompactionRequest, AlarmRequest); empty for a no-op
  * The same function applies entries at run time and during WAL replay, so
  * a restarted member rebuilds exactly the same revisions. Checks that
  * depend on state (a missing key for ignore_value, an unknown lease) are
@@ -126,6 +127,11 @@ static void apply_put(const struct rpc_env *env, const Etcdserverpb__PutRequest 
         if (r->ignore_lease)
             lease = cur->lease;
     }
+    if (rpc_alarm_active(env, ETCDSERVERPB__ALARM_TYPE__NOSPACE)) {
+        free(cur);
+        rpc_fail(out, RPC_E_NOSPACE);
+        return;
+    }
     if (lease != 0 && !r->ignore_lease) {
         /* No lease can exist before the Lease service does. */
         free(cur);
@@ -182,32 +188,94 @@ static void apply_delete(const struct rpc_env *env, const Etcdserverpb__DeleteRa
     kv_list_free(&prev);
 }
 
+/* Compaction: logical at once; the physical part runs in bounded steps on
+ * the core, and a `physical` request is answered when it is done. */
+static void apply_compact(const struct rpc_env *env, const Etcdserverpb__CompactionRequest *r,
+                          bool want_reply, struct rpc_result *out)
+{
+    Etcdserverpb__CompactionResponse resp = ETCDSERVERPB__COMPACTION_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader hdr;
+    int rv = mvcc_compact(env->store, r->revision);
+
+    if (rv == MVCC_ERR_COMPACTED) {
+        rpc_fail(out, RPC_E_COMPACTED);
+        return;
+    }
+    if (rv == MVCC_ERR_FUTURE_REV) {
+        rpc_fail(out, RPC_E_FUTURE_REV);
+        return;
+    }
+    if (!want_reply)
+        return;
+    rpc_header(env, &hdr, mvcc_current_revision(env->store));
+    resp.header = &hdr;
+    rpc_reply_msg(out, &resp.base);
+    if (r->physical)
+        out->wait = RPC_WAIT_COMPACTION;
+}
+
+/* etcd's applyAlarm: ACTIVATE answers the alarm (new or already there),
+ * DEACTIVATE the alarm it removed (none if it was not set). Alarms are
+ * per member; this member only knows its own until clusters exist. */
+static void apply_alarm(const struct rpc_env *env, const Etcdserverpb__AlarmRequest *r,
+                        bool want_reply, struct rpc_result *out)
+{
+    Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
+    Etcdserverpb__AlarmMember m = ETCDSERVERPB__ALARM_MEMBER__INIT;
+    Etcdserverpb__AlarmMember *ptrs[1] = {&m};
+    uint64_t mask = rpc_member_load(&env->member->alarms);
+    uint64_t bit = r->alarm > 0 && r->alarm < 64 ? 1ull << r->alarm : 0;
+    bool listed = false;
+
+    if (r->memberid == env->member->member_id && bit != 0) {
+        if (r->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE) {
+            rpc_member_store(&env->member->alarms, mask | bit);
+            listed = true;
+        } else if (r->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE) {
+            rpc_member_store(&env->member->alarms, mask & ~bit);
+            listed = (mask & bit) != 0;
+        }
+    }
+    if (!want_reply)
+        return;
+    m.memberid = r->memberid;
+    m.alarm = r->alarm;
+    resp.n_alarms = listed ? 1 : 0;
+    resp.alarms = ptrs;
+    rpc_reply_msg(out, &resp.base); /* no header, as etcd's */
+}
+
+#define APPLY_MSG(type, fn, apply_fn)                                                              \
+    do {                                                                                           \
+        type *r = fn##__unpack(NULL, len - 1, entry + 1);                                          \
+        if (r == NULL)                                                                             \
+            return -1;                                                                             \
+        apply_fn(env, r, want_reply, out);                                                         \
+        fn##__free_unpacked(r, NULL);                                                              \
+        return 0;                                                                                  \
+    } while (0)
+
 int rpc_apply(const struct rpc_env *env, const uint8_t *entry, size_t len, bool want_reply,
               struct rpc_result *out)
 {
+    memset(out, 0, sizeof(*out));
     rpc_fail_code(out, RPC_OK, NULL);
     if (len == 0)
         return -1;
     switch (entry[0]) {
     case RPC_ENTRY_NOOP:
         return 0;
-    case RPC_ENTRY_PUT: {
-        Etcdserverpb__PutRequest *r = etcdserverpb__put_request__unpack(NULL, len - 1, entry + 1);
-        if (r == NULL)
-            return -1;
-        apply_put(env, r, want_reply, out);
-        etcdserverpb__put_request__free_unpacked(r, NULL);
-        return 0;
-    }
-    case RPC_ENTRY_DELETE_RANGE: {
-        Etcdserverpb__DeleteRangeRequest *r =
-            etcdserverpb__delete_range_request__unpack(NULL, len - 1, entry + 1);
-        if (r == NULL)
-            return -1;
-        apply_delete(env, r, want_reply, out);
-        etcdserverpb__delete_range_request__free_unpacked(r, NULL);
-        return 0;
-    }
+    case RPC_ENTRY_PUT:
+        APPLY_MSG(Etcdserverpb__PutRequest, etcdserverpb__put_request, apply_put);
+    case RPC_ENTRY_DELETE_RANGE:
+        APPLY_MSG(Etcdserverpb__DeleteRangeRequest, etcdserverpb__delete_range_request,
+                  apply_delete);
+    case RPC_ENTRY_TXN:
+        APPLY_MSG(Etcdserverpb__TxnRequest, etcdserverpb__txn_request, rpc_apply_txn);
+    case RPC_ENTRY_COMPACT:
+        APPLY_MSG(Etcdserverpb__CompactionRequest, etcdserverpb__compaction_request, apply_compact);
+    case RPC_ENTRY_ALARM:
+        APPLY_MSG(Etcdserverpb__AlarmRequest, etcdserverpb__alarm_request, apply_alarm);
     default:
         return -1;
     }

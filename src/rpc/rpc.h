@@ -64,7 +64,10 @@ struct rpc_member {
     const char *client_urls[RPC_URLS_MAX];
     unsigned n_client_urls;
     uint64_t max_request_bytes;
+    uint64_t max_txn_ops;
+    uint64_t quota_bytes; /* --quota-backend-bytes (0: etcd's default 2 GiB) */
     /* Written by the core only, read by every shard. */
+    uint64_t alarms; /* bit (1 << AlarmType) set while that alarm is active here */
     uint64_t raft_term;
     uint64_t commit_index;
     uint64_t applied_index;
@@ -123,6 +126,19 @@ enum rpc_entry_type {
     RPC_ENTRY_NOOP = 0,
     RPC_ENTRY_PUT = 1,
     RPC_ENTRY_DELETE_RANGE = 2,
+    RPC_ENTRY_TXN = 3,
+    RPC_ENTRY_COMPACT = 4,
+    RPC_ENTRY_ALARM = 5,
+    /* Types from here on are requests to the local core, never logged. */
+    RPC_LOCAL_FIRST = 128,
+    RPC_LOCAL_DEFRAG = 128,
+};
+
+/* After a reply, what the core still has to do before it may send it. */
+enum rpc_wait {
+    RPC_WAIT_NONE = 0,
+    RPC_WAIT_COMPACTION = 1, /* physical compaction done */
+    RPC_WAIT_SNAPSHOT = 2,   /* a fresh snapshot durable (defragment) */
 };
 
 enum rpc_action { RPC_ACT_REPLY, RPC_ACT_PROPOSE };
@@ -133,6 +149,9 @@ struct rpc_result {
     const char *message; /* RPC_ACT_REPLY with code != OK: static string */
     uint8_t *body;       /* REPLY: encoded response; PROPOSE: entry payload */
     size_t len;
+    int wait;      /* core: enum rpc_wait before replying */
+    uint8_t *side; /* an extra entry to propose, answered to nobody */
+    size_t side_len;
 };
 
 struct rpc_env {
@@ -147,12 +166,20 @@ void rpc_dispatch(const struct rpc_env *env, const char *path, const uint8_t *ms
 
 /* ---- apply (core side) ---- */
 
+/* The response to a Defragment, once the core has done it. */
+void rpc_defragment_reply(const struct rpc_env *env, struct rpc_result *out);
+
 /* Applies one committed entry payload to env->store. When `want_reply`,
  * fills *out with the response (RPC_ACT_REPLY); otherwise only applies
  * (WAL replay). Returns 0, or -1 if the entry cannot be decoded (a
  * corrupt log: the caller stops). */
 int rpc_apply(const struct rpc_env *env, const uint8_t *entry, size_t len, bool want_reply,
               struct rpc_result *out);
+
+/* Default of --quota-backend-bytes, as etcd's. */
+#define RPC_QUOTA_DEFAULT_BYTES (2ull << 30)
+/* Default of --max-txn-ops. */
+#define RPC_MAX_TXN_OPS_DEFAULT 128
 
 /* The etcd version this API speaks, reported by Status and --version. */
 #define RPC_ETCD_VERSION "3.5.0"

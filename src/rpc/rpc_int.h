@@ -7,6 +7,8 @@
 
 #include "rpc.h"
 
+#include "mvcc.h"
+
 #include "kv.pb-c.h"
 #include "rpc.pb-c.h"
 
@@ -22,6 +24,9 @@
     X(LEASE_NOT_FOUND, RPC_NOT_FOUND, "etcdserver: requested lease not found")                     \
     X(FUTURE_REV, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")    \
     X(COMPACTED, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")       \
+    X(TOO_MANY_OPS, RPC_INVALID_ARGUMENT, "etcdserver: too many operations in txn request")        \
+    X(DUPLICATE_KEY, RPC_INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request")       \
+    X(NOSPACE, RPC_RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")                \
     X(NOMEM, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory")
 
 enum rpc_err {
@@ -46,7 +51,34 @@ void rpc_header(const struct rpc_env *env, Etcdserverpb__ResponseHeader *h, int6
  * NOMEM error). */
 void rpc_reply_msg(struct rpc_result *out, const ProtobufCMessage *msg);
 
+/* Shared by the KV handlers. */
+void rpc_range_req(const Etcdserverpb__RangeRequest *r, struct mvcc_range_req *q);
+/* Fills out as a proposal of an entry of `type` carrying msg (checked
+ * against --max-request-bytes). */
+void rpc_propose(const struct rpc_env *env, uint8_t type, const uint8_t *msg, size_t len,
+                 struct rpc_result *out);
+/* Would a write of `cost` bytes take the state past --quota-backend-bytes?
+ * If so, also asks (out->side) for the NOSPACE alarm to be raised. */
+bool rpc_quota_exceeded(const struct rpc_env *env, size_t cost);
+void rpc_quota_fail(const struct rpc_env *env, struct rpc_result *out);
+bool rpc_alarm_active(const struct rpc_env *env, int type);
+bool rpc_txn_has_put(const Etcdserverpb__TxnRequest *r);
+/* Core: a committed Txn. */
+void rpc_apply_txn(const struct rpc_env *env, const Etcdserverpb__TxnRequest *r, bool want_reply,
+                   struct rpc_result *out);
+
 /* Handlers. */
+void rpc_kv_txn(const struct rpc_env *env, const uint8_t *msg, size_t len, struct rpc_result *out);
+void rpc_kv_compact(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                    struct rpc_result *out);
+void rpc_maint_alarm(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                     struct rpc_result *out);
+void rpc_maint_hash(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                    struct rpc_result *out);
+void rpc_maint_hash_kv(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                       struct rpc_result *out);
+void rpc_maint_defragment(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                          struct rpc_result *out);
 void rpc_kv_range(const struct rpc_env *env, const uint8_t *msg, size_t len,
                   struct rpc_result *out);
 void rpc_kv_put(const struct rpc_env *env, const uint8_t *msg, size_t len, struct rpc_result *out);

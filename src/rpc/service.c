@@ -27,8 +27,8 @@ static const struct rpc_method methods[] = {
     {"/etcdserverpb.KV/Range", rpc_kv_range},
     {"/etcdserverpb.KV/Put", rpc_kv_put},
     {"/etcdserverpb.KV/DeleteRange", rpc_kv_delete_range},
-    {"/etcdserverpb.KV/Txn", NULL},
-    {"/etcdserverpb.KV/Compact", NULL},
+    {"/etcdserverpb.KV/Txn", rpc_kv_txn},
+    {"/etcdserverpb.KV/Compact", rpc_kv_compact},
     {"/etcdserverpb.Watch/Watch", NULL},
     {"/etcdserverpb.Lease/LeaseGrant", NULL},
     {"/etcdserverpb.Lease/LeaseRevoke", NULL},
@@ -40,11 +40,11 @@ static const struct rpc_method methods[] = {
     {"/etcdserverpb.Cluster/MemberUpdate", NULL},
     {"/etcdserverpb.Cluster/MemberList", rpc_cluster_member_list},
     {"/etcdserverpb.Cluster/MemberPromote", NULL},
-    {"/etcdserverpb.Maintenance/Alarm", NULL},
+    {"/etcdserverpb.Maintenance/Alarm", rpc_maint_alarm},
     {"/etcdserverpb.Maintenance/Status", rpc_maint_status},
-    {"/etcdserverpb.Maintenance/Defragment", NULL},
-    {"/etcdserverpb.Maintenance/Hash", NULL},
-    {"/etcdserverpb.Maintenance/HashKV", NULL},
+    {"/etcdserverpb.Maintenance/Defragment", rpc_maint_defragment},
+    {"/etcdserverpb.Maintenance/Hash", rpc_maint_hash},
+    {"/etcdserverpb.Maintenance/HashKV", rpc_maint_hash_kv},
     {"/etcdserverpb.Maintenance/Snapshot", NULL},
     {"/etcdserverpb.Maintenance/MoveLeader", NULL},
     {"/etcdserverpb.Maintenance/Downgrade", NULL},
@@ -237,6 +237,7 @@ void rpc_dispatch(const struct rpc_env *env, const char *path, const uint8_t *ms
     static __thread char msgbuf[RPC_PATH_BYTES_MAX + 64];
     size_t i;
 
+    memset(out, 0, sizeof(*out));
     for (i = 0; i < N_METHODS; i++) {
         if (strcmp(methods[i].path, path) != 0)
             continue;

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum flag_kind { F_STR, F_U64, F_UINT, F_BOOL };
+enum flag_kind { F_STR, F_U64, F_UINT, F_BOOL, F_I64 };
 
 struct flag {
     const char *name;
@@ -45,6 +45,16 @@ static const struct flag flags[] = {
         "Initial cluster token for the etcd cluster during bootstrap."),
     {"max-request-bytes", F_U64, offsetof(struct config, max_request_bytes), 0,
      "Maximum client request size in bytes the server will accept."},
+    {"max-txn-ops", F_U64, offsetof(struct config, max_txn_ops), 0,
+     "Maximum number of operations permitted in a transaction."},
+    {"quota-backend-bytes", F_I64, offsetof(struct config, quota_backend_bytes), 0,
+     "Raise alarms when the state size exceeds the given quota (0 defaults to 2 GiB)."},
+    {"snapshot-count", F_U64, offsetof(struct config, snapshot_count), 0,
+     "Number of committed transactions to trigger a snapshot to disk."},
+    STR(auto_compaction_mode, "auto-compaction-mode",
+        "Interpret 'auto-compaction-retention' one of: periodic|revision."),
+    STR(auto_compaction_retention, "auto-compaction-retention",
+        "Auto compaction retention for mvcc key value store (0 disables it)."),
     {"shards", F_UINT, offsetof(struct config, shards), 0,
      "Number of shard threads, one per core (default: online CPUs)."},
     {"pin-shards", F_BOOL, offsetof(struct config, pin_shards), 0,
@@ -68,6 +78,10 @@ static void defaults(struct config *cfg)
              "http://localhost:2380");
     snprintf(cfg->initial_cluster_token, sizeof(cfg->initial_cluster_token), "etcd-cluster");
     cfg->max_request_bytes = 1572864; /* 1.5 MiB, etcd's default */
+    cfg->max_txn_ops = 128;
+    cfg->snapshot_count = 100000;
+    snprintf(cfg->auto_compaction_mode, sizeof(cfg->auto_compaction_mode), "periodic");
+    snprintf(cfg->auto_compaction_retention, sizeof(cfg->auto_compaction_retention), "0");
     cfg->shards = ncpu > 0 ? (unsigned)ncpu : 1;
 }
 
@@ -123,6 +137,12 @@ static int set_flag(struct config *cfg, const struct flag *f, const char *v)
         return 0;
     case F_BOOL:
         return parse_bool(v, (bool *)field);
+    case F_I64:
+        if (*v == '-' ? parse_u64(v + 1, &x) != 0 || x > (uint64_t)INT64_MAX
+                      : parse_u64(v, &x) != 0 || x > (uint64_t)INT64_MAX)
+            return -1;
+        *(int64_t *)field = *v == '-' ? -(int64_t)x : (int64_t)x;
+        return 0;
     }
     return -1;
 }
@@ -215,6 +235,16 @@ static int check(struct config *cfg, char *err, size_t err_len)
                  cfg->shards);
         return -1;
     }
+    if (strcmp(cfg->auto_compaction_mode, "periodic") != 0 &&
+        strcmp(cfg->auto_compaction_mode, "revision") != 0) {
+        snprintf(err, err_len, "unknown auto-compaction-mode %s", cfg->auto_compaction_mode);
+        return -1;
+    }
+    if (config_retention(cfg, NULL, NULL) != 0) {
+        snprintf(err, err_len, "invalid auto-compaction-retention %s",
+                 cfg->auto_compaction_retention);
+        return -1;
+    }
     if (cfg->max_request_bytes == 0 || cfg->max_request_bytes > (64u << 20)) {
         snprintf(err, err_len,
                  "invalid value \"%llu\" for flag -max-request-bytes: must be 1 to %u",
@@ -263,6 +293,64 @@ void config_usage(void)
         printf("  --%s%s\n      %s (env %s)\n", flags[i].name,
                flags[i].kind == F_BOOL ? "" : " value", flags[i].usage, env);
     }
+}
+
+/* etcd's retention: revision mode takes a count; periodic mode takes a Go
+ * duration ("1h30m", "10m", "90s") or a bare number of hours. */
+static int parse_duration_ms(const char *v, uint64_t *ms)
+{
+    uint64_t total = 0;
+    char *end;
+
+    if (*v == '\0')
+        return -1;
+    while (*v != '\0') {
+        double x = strtod(v, &end);
+        uint64_t unit;
+        if (end == v || x < 0)
+            return -1;
+        if (strncmp(end, "ms", 2) == 0) {
+            unit = 1;
+            end += 2;
+        } else if (*end == 'h') {
+            unit = 3600000;
+            end++;
+        } else if (*end == 'm') {
+            unit = 60000;
+            end++;
+        } else if (*end == 's') {
+            unit = 1000;
+            end++;
+        } else {
+            return -1;
+        }
+        total += (uint64_t)(x * (double)unit);
+        v = end;
+    }
+    *ms = total;
+    return 0;
+}
+
+int config_retention(const struct config *cfg, uint64_t *period_ms, uint64_t *revisions)
+{
+    const char *v = cfg->auto_compaction_retention;
+    uint64_t x = 0;
+    uint64_t ms = 0;
+
+    if (strcmp(cfg->auto_compaction_mode, "revision") == 0) {
+        if (parse_u64(v, &x) != 0)
+            return -1;
+    } else if (parse_u64(v, &x) == 0) {
+        ms = x * 3600000u;
+        x = 0;
+    } else if (parse_duration_ms(v, &ms) != 0) {
+        return -1;
+    }
+    if (period_ms != NULL)
+        *period_ms = ms;
+    if (revisions != NULL)
+        *revisions = x;
+    return 0;
 }
 
 unsigned config_split_urls(char *list, const char **out, unsigned max)

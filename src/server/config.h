@@ -20,6 +20,11 @@ struct config {
     char initial_advertise_peer_urls[CONFIG_STR_MAX];
     char initial_cluster_token[256];
     uint64_t max_request_bytes;
+    uint64_t max_txn_ops;
+    int64_t quota_backend_bytes; /* 0: default (2 GiB); < 0: etcd treats as default too */
+    uint64_t snapshot_count;
+    char auto_compaction_mode[16];      /* "periodic" or "revision" */
+    char auto_compaction_retention[64]; /* periodic: duration or hours; revision: count */
     unsigned shards;
     bool pin_shards;
     bool help;
@@ -40,6 +45,10 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 
 /* Prints the flag list (--help). */
 void config_usage(void);
+
+/* The auto-compaction retention: in periodic mode *period_ms (0: off), in
+ * revision mode *revisions (0: off). 0, or -1 if it does not parse. */
+int config_retention(const struct config *cfg, uint64_t *period_ms, uint64_t *revisions);
 
 /* Splits a comma-separated URL list in place; returns the count. */
 unsigned config_split_urls(char *list, const char **out, unsigned max);

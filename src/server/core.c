@@ -25,7 +25,10 @@
  */
 #include "core.h"
 
+#include "autocompact.h"
+#include "rpc.pb-c.h"
 #include "mvcc.h"
+#include "snapshot.h"
 #include "wal.h"
 
 #include <errno.h>
@@ -33,10 +36,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 enum core_op {
     CORE_OP_WAL_WRITE = SHARD_OP_CORE_BASE,
+    CORE_OP_TIMER = SHARD_OP_CORE_BASE + 1,
 };
+
+#define COMPACT_STEP_KEYS 2048u /* keys examined per compaction step (per turn) */
 
 #define CORE_BATCH_ENTRIES_MAX 8192u
 #define CORE_BATCH_BYTES_MAX   (32u << 20)
@@ -47,17 +54,40 @@ struct msg_vec {
     size_t cap;
 };
 
+/* A reply held back until background work is done. */
+struct held {
+    struct shard_msg *m;
+    uint64_t snap_gen; /* RPC_WAIT_SNAPSHOT: the snapshot generation needed */
+};
+
+struct held_vec {
+    struct held *v;
+    size_t n;
+    size_t cap;
+};
+
 struct core {
     struct shard_set *set;
     struct wal *wal;
+    struct snapshot *snap;
     struct rpc_env env; /* with the core's own MVCC reader */
     uint64_t term;
     uint64_t last_index; /* last entry appended to the log */
     uint64_t applied;
+    uint64_t snap_index;     /* last entry covered by the newest snapshot */
+    uint64_t snapshot_count; /* entries between snapshots */
+    uint64_t snap_gen;       /* snapshots started so far */
+    uint64_t snap_gen_done;  /* snapshots made durable so far */
+    bool snap_wanted;        /* a defragment asks for a fresh snapshot */
+    bool compacting;         /* physical compaction has work left */
     struct msg_vec next;     /* proposals in the WAL's pending batch */
     struct msg_vec inflight; /* proposals in the batch being synced */
+    struct held_vec held;    /* replies waiting for compaction or a snapshot */
     struct wal_write write;  /* the batch being synced */
     bool write_inflight;
+    struct core_auto autoc; /* auto-compaction */
+    bool timer_armed;
+    struct __kernel_timespec timer_ts;
 };
 
 static void fatal(const char *what, int res)
@@ -88,7 +118,8 @@ static void publish(struct core *c)
     rpc_member_store(&m->commit_index, c->applied);
     rpc_member_store(&m->applied_index, c->applied);
     rpc_member_store(&m->leader, m->member_id);
-    rpc_member_store(&m->db_size_bytes, wal_size_bytes(c->wal));
+    rpc_member_store(&m->db_size_bytes,
+                     wal_size_bytes(c->wal) + (c->snap != NULL ? snapshot_size_bytes(c->snap) : 0));
 }
 
 /* ---- replay ---- */
@@ -98,6 +129,11 @@ static int replay_entry(void *arg, const struct wal_entry *e)
     struct core *c = arg;
     struct rpc_result r;
 
+    if (e->index <= c->snap_index) { /* the snapshot already holds it */
+        if (e->term > c->term)
+            c->term = e->term;
+        return 0;
+    }
     if (e->index != c->last_index + 1) {
         fprintf(stderr, "cetcd: wal: entry index %llu follows %llu\n", (unsigned long long)e->index,
                 (unsigned long long)c->last_index);
@@ -150,6 +186,14 @@ static int start_term(struct core *c, char *err, size_t err_len)
     return 0;
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static int make_dirs(const char *data_dir, char *wal_dir, size_t len, char *err, size_t err_len)
 {
     char member[2048];
@@ -167,8 +211,25 @@ static int make_dirs(const char *data_dir, char *wal_dir, size_t len, char *err,
     return 0;
 }
 
-int core_open(struct core **out, const char *data_dir, struct rpc_env *env, char *err,
-              size_t err_len)
+static int load_snapshot(struct core *c, const char *data_dir, char *err, size_t err_len)
+{
+    struct snapshot_point pt;
+    bool found = false;
+
+    if (snapshot_init(&c->snap, data_dir, c->env.store, err, err_len) != 0 ||
+        snapshot_load(c->snap, &pt, &found, err, err_len) != 0)
+        return -1;
+    if (found) {
+        c->snap_index = pt.index;
+        c->last_index = pt.index;
+        c->applied = pt.index;
+        c->term = pt.term;
+    }
+    return 0;
+}
+
+int core_open(struct core **out, const char *data_dir, const struct core_config *cfg,
+              struct rpc_env *env, char *err, size_t err_len)
 {
     struct core *c = calloc(1, sizeof(*c));
     struct wal_info info;
@@ -177,16 +238,22 @@ int core_open(struct core **out, const char *data_dir, struct rpc_env *env, char
     if (c == NULL)
         return -1;
     c->env = *env;
+    c->snapshot_count = cfg->snapshot_count != 0 ? cfg->snapshot_count : 1;
     if (make_dirs(data_dir, wal_dir, sizeof(wal_dir), err, err_len) != 0 ||
+        load_snapshot(c, data_dir, err, err_len) != 0 ||
         wal_open(wal_dir, &replay_ops, c, &c->wal, &info, err, err_len) != 0) {
+        snapshot_fini(c->snap);
         free(c);
         return -1;
     }
+    autoc_init(&c->autoc, cfg->auto_period_ms, cfg->auto_revisions, now_ms(),
+               mvcc_current_revision(c->env.store));
     if (info.torn_bytes > 0)
         fprintf(stderr, "cetcd: wal: cut a torn tail of %llu bytes\n",
                 (unsigned long long)info.torn_bytes);
     if (start_term(c, err, err_len) != 0) {
         wal_close(c->wal);
+        snapshot_fini(c->snap);
         free(c);
         return -1;
     }
@@ -210,9 +277,13 @@ void core_close(struct core *c)
 {
     if (c == NULL)
         return;
+    snapshot_fini(c->snap);
     wal_close(c->wal);
     vec_free(&c->next);
     vec_free(&c->inflight);
+    for (size_t i = 0; i < c->held.n; i++)
+        shard_msg_free(c->held.v[i].m);
+    free(c->held.v);
     free(c);
 }
 
@@ -261,6 +332,50 @@ static void submit_batch(struct core *c)
     c->write_inflight = true;
 }
 
+/* Sends a reply, unless nobody asked (stream 0: entries the shards or the
+ * core proposed on their own, such as an alarm or an auto-compaction). */
+static void answer(struct core *c, struct shard_msg *m)
+{
+    if (m->tag.stream_id == 0)
+        shard_msg_free(m);
+    else
+        shard_core_reply(c->set, m);
+}
+
+static void hold(struct core *c, struct shard_msg *m, uint64_t snap_gen)
+{
+    if (c->held.n == c->held.cap) {
+        size_t cap = c->held.cap != 0 ? c->held.cap * 2 : 16;
+        struct held *v = realloc(c->held.v, cap * sizeof(*v));
+        if (v == NULL)
+            fatal("out of memory holding a reply", -ENOMEM);
+        c->held.v = v;
+        c->held.cap = cap;
+    }
+    c->held.v[c->held.n].m = m;
+    c->held.v[c->held.n].snap_gen = snap_gen;
+    c->held.n++;
+}
+
+/* Sends the held replies whose wait is over: compaction waiters once no
+ * compaction work is left, snapshot waiters once their snapshot is
+ * durable. */
+static void release_held(struct core *c)
+{
+    size_t i = 0;
+    size_t j = 0;
+
+    for (; i < c->held.n; i++) {
+        struct held h = c->held.v[i];
+        bool ready = h.snap_gen == 0 ? !c->compacting : h.snap_gen <= c->snap_gen_done;
+        if (ready)
+            answer(c, h.m);
+        else
+            c->held.v[j++] = h;
+    }
+    c->held.n = j;
+}
+
 static void apply_one(struct core *c, struct shard_msg *m)
 {
     struct rpc_result r;
@@ -273,11 +388,17 @@ static void apply_one(struct core *c, struct shard_msg *m)
     }
     c->applied++;
     free(m->data);
+    free(r.side);
     m->code = r.code;
     m->message = r.message;
     m->data = r.body;
     m->len = r.len;
-    shard_core_reply(c->set, m);
+    if (r.wait == RPC_WAIT_COMPACTION) {
+        c->compacting = true;
+        hold(c, m, 0);
+    } else {
+        answer(c, m);
+    }
 }
 
 /* The in-flight batch is durable: commit and apply it, in order. */
@@ -293,6 +414,24 @@ static void batch_durable(struct core *c)
     publish(c);
 }
 
+/* Defragment: answer once a snapshot started after this request is
+ * durable (a new one is started now, or right after the running one). */
+static void local_request(struct core *c, struct shard_msg *m)
+{
+    struct rpc_result r;
+
+    free(m->data);
+    m->data = NULL;
+    m->len = 0;
+    rpc_defragment_reply(&c->env, &r);
+    m->code = r.code;
+    m->message = r.message;
+    m->data = r.body;
+    m->len = r.len;
+    c->snap_wanted = true;
+    hold(c, m, c->snap_gen + 1);
+}
+
 static void drain(struct core *c)
 {
     unsigned k;
@@ -303,6 +442,10 @@ static void drain(struct core *c)
         while (c->next.n < CORE_BATCH_ENTRIES_MAX &&
                wal_pending_bytes(c->wal) < CORE_BATCH_BYTES_MAX &&
                (m = shard_core_pop(c->set, k)) != NULL) {
+            if (m->len > 0 && m->data[0] >= RPC_LOCAL_FIRST) {
+                local_request(c, m);
+                continue;
+            }
             if (wal_add_entry(c->wal, c->term, c->last_index + 1, m->data, m->len) != 0) {
                 refuse(c, m, RPC_INVALID_ARGUMENT, "etcdserver: request is too large");
                 continue;
@@ -314,12 +457,111 @@ static void drain(struct core *c)
     }
 }
 
+/* An entry the core proposes itself (auto-compaction): answered to
+ * nobody. */
+static void propose_own(struct core *c, uint8_t *data, size_t len)
+{
+    struct shard_msg *m = calloc(1, sizeof(*m));
+
+    if (m == NULL) {
+        free(data);
+        return;
+    }
+    m->data = data;
+    m->len = len;
+    if (wal_add_entry(c->wal, c->term, c->last_index + 1, data, len) != 0) {
+        shard_msg_free(m);
+        return;
+    }
+    c->last_index++;
+    if (vec_push(&c->next, m) != 0)
+        fatal("out of memory queueing a proposal", -ENOMEM);
+}
+
+static void auto_compact(struct core *c)
+{
+    Etcdserverpb__CompactionRequest req = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
+    int64_t rev = autoc_tick(&c->autoc, now_ms(), mvcc_current_revision(c->env.store));
+    size_t n;
+    uint8_t *data;
+
+    if (rev <= 0 || rev <= mvcc_compact_revision(c->env.store))
+        return;
+    fprintf(stderr, "cetcd: auto-compaction at revision %lld\n", (long long)rev);
+    req.revision = rev;
+    n = etcdserverpb__compaction_request__get_packed_size(&req);
+    data = malloc(1 + n);
+    if (data == NULL)
+        return;
+    data[0] = RPC_ENTRY_COMPACT;
+    etcdserverpb__compaction_request__pack(&req, data + 1);
+    propose_own(c, data, 1 + n);
+}
+
+static void arm_timer(struct core *c)
+{
+    struct io_uring_sqe *sqe;
+    uint64_t ms;
+
+    if (c->timer_armed || !autoc_enabled(&c->autoc))
+        return;
+    ms = autoc_wait_ms(&c->autoc, now_ms());
+    c->timer_ts.tv_sec = (long long)(ms / 1000u);
+    c->timer_ts.tv_nsec = (long long)(ms % 1000u) * 1000000;
+    sqe = ring_sqe(shard_core_loop(c->set));
+    io_uring_prep_timeout(sqe, &c->timer_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, ring_ud(CORE_OP_TIMER, 0, 0));
+    c->timer_armed = true;
+}
+
+/* Bounded background work, once per turn: a compaction step, snapshot
+ * completion (then the WAL behind it is released), a new snapshot every
+ * --snapshot-count entries or when a defragment asks. */
+static void background(struct core *c)
+{
+    struct snapshot_point pt;
+    char err[256];
+    int rv;
+
+    if (c->compacting) {
+        c->compacting = mvcc_compact_step(c->env.store, COMPACT_STEP_KEYS);
+        if (!c->compacting)
+            release_held(c);
+    }
+    rv = snapshot_poll(c->snap, &pt);
+    if (rv != 0) {
+        c->snap_gen_done++;
+        if (rv > 0) {
+            /* The WAL is released one snapshot behind: should the newest
+             * snapshot be damaged, the one before it still has its WAL. */
+            if (c->snap_index != 0 && wal_release(c->wal, c->snap_index, err, sizeof(err)) < 0)
+                fprintf(stderr, "cetcd: wal release: %s\n", err);
+            c->snap_index = pt.index;
+            publish(c);
+        } else {
+            c->snap_wanted = true; /* failed: try again */
+        }
+        release_held(c);
+    }
+    if (!snapshot_busy(c->snap) &&
+        (c->snap_wanted || c->applied - c->snap_index >= c->snapshot_count)) {
+        pt.index = c->applied;
+        pt.term = c->term;
+        if (snapshot_start(c->snap, &pt) == 0) {
+            c->snap_gen++;
+            c->snap_wanted = false;
+        }
+    }
+}
+
 static void core_turn(void *arg)
 {
     struct core *c = arg;
 
     drain(c);
+    background(c);
     submit_batch(c);
+    arm_timer(c);
     shard_core_flush(c->set);
 }
 
@@ -333,6 +575,10 @@ static void core_cqe(void *arg, uint64_t ud, int res)
             fatal("wal write", res < 0 ? res : -EIO);
         batch_durable(c);
         break;
+    case CORE_OP_TIMER:
+        c->timer_armed = false;
+        auto_compact(c);
+        break;
     default:
         break;
     }
@@ -342,7 +588,7 @@ static bool core_busy(void *arg)
 {
     struct core *c = arg;
 
-    return shard_core_replies_waiting(c->set) ||
+    return shard_core_replies_waiting(c->set) || c->compacting || snapshot_busy(c->snap) ||
            (!c->write_inflight && wal_pending_bytes(c->wal) > 0);
 }
 

@@ -57,6 +57,8 @@ static int setup_member(struct rpc_member *m, struct config *cfg, const char **l
     memset(m, 0, sizeof(*m));
     m->name = cfg->name;
     m->max_request_bytes = cfg->max_request_bytes;
+    m->max_txn_ops = cfg->max_txn_ops;
+    m->quota_bytes = cfg->quota_backend_bytes > 0 ? (uint64_t)cfg->quota_backend_bytes : 0;
     m->n_peer_urls =
         config_split_urls(cfg->initial_advertise_peer_urls, m->peer_urls, RPC_URLS_MAX);
     m->n_client_urls = config_split_urls(cfg->advertise_client_urls, m->client_urls, RPC_URLS_MAX);
@@ -113,7 +115,9 @@ static int server_start(struct server *sv, struct config *cfg, struct shard_conf
         fprintf(stderr, "cetcd: %s\n", sv->set == NULL ? err : "out of memory");
         return -1;
     }
-    if (core_open(&sv->core, cfg->data_dir, &sv->env, err, sizeof(err)) != 0) {
+    struct core_config cc = {.snapshot_count = cfg->snapshot_count};
+    config_retention(cfg, &cc.auto_period_ms, &cc.auto_revisions);
+    if (core_open(&sv->core, cfg->data_dir, &cc, &sv->env, err, sizeof(err)) != 0) {
         fprintf(stderr, "cetcd: %s\n", err);
         return -1;
     }

@@ -30,8 +30,8 @@ struct snapshot_point {
 };
 
 /* Sets up snapshots for the data dir (creates member/snap 0700 if absent). */
-int snapshot_init(struct snapshot **out, const char *data_dir, struct mvcc_store *store,
-                  char *err, size_t err_len);
+int snapshot_init(struct snapshot **out, const char *data_dir, struct mvcc_store *store, char *err,
+                  size_t err_len);
 void snapshot_fini(struct snapshot *s); /* waits for a running write */
 
 /* Start-up, before any reader: loads the newest valid snapshot into the

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LISTEN_BACKLOG 4096
@@ -63,15 +64,34 @@ static int probe_free(const struct addrinfo *ai, char *err, size_t err_len)
 
     if (fd < 0) {
         snprintf(err, err_len, "socket: %s", strerror(errno));
-        return -1;
+        return -EINVAL;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        rv = -errno;
         snprintf(err, err_len, "%s", strerror(errno));
-        rv = -1;
     }
     close(fd);
     return rv;
+}
+
+/* A server that just died may hold its port a little longer: the kernel
+ * tears an io_uring down after the process, and accepts it had armed keep
+ * the listening socket open until then. Wait for that, bounded. */
+static int probe_free_wait(const struct addrinfo *ai, char *err, size_t err_len)
+{
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    int tries;
+
+    for (tries = 0; tries < 60; tries++) {
+        int rv = probe_free(ai, err, err_len);
+        if (rv == 0)
+            return 0;
+        if (rv != -EADDRINUSE)
+            return -1;
+        nanosleep(&pause, NULL);
+    }
+    return -1;
 }
 
 static int open_one(const struct addrinfo *ai, char *err, size_t err_len)
@@ -116,7 +136,7 @@ int listen_url(const char *url, int *fds, unsigned n, char *err, size_t err_len)
         snprintf(err, err_len, "listen %s: %s", url, gai_strerror(rv));
         return -1;
     }
-    if (probe_free(res, why, sizeof(why)) != 0) {
+    if (probe_free_wait(res, why, sizeof(why)) != 0) {
         snprintf(err, err_len, "listen tcp %s:%s: bind: %s", host, port, why);
         freeaddrinfo(res);
         return -1;

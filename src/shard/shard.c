@@ -248,6 +248,24 @@ static void propose(struct shard *s, struct shard_conn *c, int32_t sid, struct r
     s->awaiting++;
 }
 
+/* An extra entry a request asked for (the NOSPACE alarm): proposed with
+ * stream 0, which the core answers to nobody. */
+static void propose_side(struct shard *s, uint8_t *data, size_t len)
+{
+    struct shard_msg *m = calloc(1, sizeof(*m));
+
+    if (m == NULL) {
+        free(data);
+        return;
+    }
+    m->tag.shard = s->id;
+    m->data = data;
+    m->len = len;
+    if (s->backlog != NULL || !ring_mbox_push(&s->to_core, m))
+        backlog_push(s, m);
+    s->core_needs_wake = true;
+}
+
 static void on_request(void *arg, struct rpc_conn *rc, int32_t sid, const char *path,
                        const uint8_t *msg, size_t len)
 {
@@ -256,6 +274,8 @@ static void on_request(void *arg, struct rpc_conn *rc, int32_t sid, const char *
     struct rpc_result r;
 
     rpc_dispatch(&s->env, path, msg, len, &r);
+    if (r.side != NULL)
+        propose_side(s, r.side, r.side_len);
     if (r.action == RPC_ACT_PROPOSE)
         propose(s, c, sid, &r);
     else

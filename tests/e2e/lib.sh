@@ -33,6 +33,10 @@
 #   e2e_finish              print the summary; exit 1 if any check failed
 #   E2E_CHECKS E2E_FAILS    the counters behind check/check_eq (tests may bump them)
 #   NODE_CPORT[ID]          ID's client port
+#   node_rss_kb ID          ID's VmRSS in KiB (0 if unknown)
+#   pb_*                    protobuf messages as hex strings for `grpcraw call`
+#                           (etcd KV and Txn requests; see "protobuf as hex")
+#   grpc_load_puts ADDR ..  bulk-load keys with Txns of many puts (fast)
 #
 # Per-node knobs, read when a node starts (set them as `VAR=x start_cetcd a`):
 #   E2E_NAME        --name (default: the node ID)
@@ -375,6 +379,147 @@ e2e_finish() {
 	fi
 	printf 'PASSED: %d checks\n' "$E2E_CHECKS"
 	exit 0
+}
+
+# --------------------------------------------------- protobuf as hex ---
+# Requests for `grpcraw call HOST:PORT PATH HEX`, built as hex strings (no
+# NUL bytes ever pass through a bash variable). Field numbers are those of
+# etcd's rpc.proto. Example, a Txn "if value(k) = v then put k w else get k":
+#   hex="$(pb_cmp '=' value k v)$(pb_then "$(pb_op_put k w)")$(pb_else "$(pb_op_range k)")"
+#   "$GRPCRAW_BIN" call 127.0.0.1:PORT /etcdserverpb.KV/Txn "$hex"
+# Note: Linux limits one argv string to 128 KiB, so one request to ~64 KiB.
+
+# pb_hex STRING: the bytes of STRING as hex.
+pb_hex() {
+	printf '%s' "$1" | od -An -tx1 -v | tr -d ' \n'
+}
+
+# pb_varint N: N (a signed 64-bit integer) as a protobuf varint, in hex.
+pb_varint() {
+	local n="$1" out=""
+	while ((n >= 128 || n < 0)); do
+		out+="$(printf '%02x' $(((n & 127) | 128)))"
+		n=$(((n >> 7) & 0x1ffffffffffffff))
+	done
+	printf '%s%02x' "$out" "$n"
+}
+
+# pb_len FIELD HEX / pb_str FIELD STRING / pb_int FIELD N: one field.
+pb_len() {
+	printf '%s%s%s' "$(pb_varint $((($1 << 3) | 2)))" "$(pb_varint $((${#2} / 2)))" "$2"
+}
+pb_str() { pb_len "$1" "$(pb_hex "$2")"; }
+pb_int() { printf '%s%s' "$(pb_varint $(($1 << 3)))" "$(pb_varint "$2")"; }
+
+# pb_cmp OP TARGET KEY ARG [RANGE_END]: one TxnRequest.compare field.
+# OP is = > < !=; TARGET is version create mod value lease; ARG is the
+# number (or the value, for TARGET value); RANGE_END a plain string.
+pb_cmp() {
+	local r t h
+	case "$1" in
+	'=') r=0 ;; '>') r=1 ;; '<') r=2 ;; '!=') r=3 ;;
+	*) fail "pb_cmp: bad result '$1'" ;;
+	esac
+	case "$2" in
+	version) t=0 ;; create) t=1 ;; mod) t=2 ;; value) t=3 ;; lease) t=4 ;;
+	*) fail "pb_cmp: bad target '$2'" ;;
+	esac
+	h="$(pb_int 1 "$r")$(pb_int 2 "$t")$(pb_str 3 "$3")"
+	case "$2" in
+	version) h+="$(pb_int 4 "$4")" ;;
+	create) h+="$(pb_int 5 "$4")" ;;
+	mod) h+="$(pb_int 6 "$4")" ;;
+	value) h+="$(pb_str 7 "$4")" ;;
+	lease) h+="$(pb_int 8 "$4")" ;;
+	esac
+	if [[ -n "${5:-}" ]]; then
+		h+="$(pb_str 64 "$5")"
+	fi
+	pb_len 1 "$h"
+}
+
+# RequestOp messages: pb_op_range KEY [END], pb_op_put KEY VALUE,
+# pb_op_del KEY [END], pb_op_txn TXN-HEX (a nested TxnRequest).
+pb_op_range() { pb_len 1 "$(pb_str 1 "$1")${2:+$(pb_str 2 "$2")}"; }
+pb_op_put() { pb_len 2 "$(pb_str 1 "$1")$(pb_str 2 "$2")"; }
+pb_op_del() { pb_len 3 "$(pb_str 1 "$1")${2:+$(pb_str 2 "$2")}"; }
+pb_op_txn() { pb_len 4 "$1"; }
+
+# pb_then OP.. / pb_else OP..: TxnRequest.success / .failure fields.
+pb_then() {
+	local o h=""
+	for o in "$@"; do h+="$(pb_len 2 "$o")"; done
+	printf '%s' "$h"
+}
+pb_else() {
+	local o h=""
+	for o in "$@"; do h+="$(pb_len 3 "$o")"; done
+	printf '%s' "$h"
+}
+
+# pb_put_batches PREFIX DIGITS FIRST COUNT PER VALUE: print TxnRequests
+# (hex, one per line) putting keys PREFIX%0<DIGITS>d for FIRST .. FIRST+COUNT-1
+# (PREFIX plain ASCII) to VALUE, PER puts in each (the last may have fewer).
+# Fast (awk): a million keys in about a second.
+pb_put_batches() {
+	awk -v kpre="$1" -v digits="$2" -v first="$3" -v count="$4" -v per="$5" -v v="$6" '
+	function varint(n,   h) {
+		h = ""
+		while (n >= 128) { h = h sprintf("%02x", n % 128 + 128); n = int(n / 128) }
+		return h sprintf("%02x", n)
+	}
+	function hex(s,   i, h) {
+		h = ""
+		for (i = 1; i <= length(s); i++) h = h HEX[substr(s, i, 1)]
+		return h
+	}
+	BEGIN {
+		for (i = 1; i < 128; i++) HEX[sprintf("%c", i)] = sprintf("%02x", i)
+		klen = length(kpre) + digits
+		# PutRequest { key = 1; value = 2 }, in RequestOp.request_put (2),
+		# in TxnRequest.success (2).
+		put = 1 + length(varint(klen)) / 2 + klen + 1 + length(varint(length(v))) / 2 + length(v)
+		op = 1 + length(varint(put)) / 2 + put
+		pre = "12" varint(op) "12" varint(put) "0a" varint(klen) hex(kpre)
+		post = "12" varint(length(v)) hex(v)
+		fmt = "%0" digits "d"
+		n = 0
+		for (i = first; i < first + count; i++) {
+			d = sprintf(fmt, i)
+			gsub(/./, "3&", d) # a digit c is the byte 0x3c
+			printf "%s%s%s", pre, d, post
+			if (++n == per) { printf "\n"; n = 0 }
+		}
+		if (n > 0) printf "\n"
+	}'
+}
+
+# grpc_load_puts ADDR PREFIX DIGITS COUNT PER VALUE [JOBS]: put COUNT keys
+# (see pb_put_batches) with KV/Txn calls through grpcraw, JOBS (default 4)
+# at a time. The server needs --max-txn-ops >= PER; one request must stay
+# under 64 KiB (argv limit). Returns 0 if every call answered grpc-status=0;
+# the calls' output is left in $E2E_TMP/load.out.
+grpc_load_puts() {
+	local addr="$1" prefix="$2" digits="$3" count="$4" per="$5" value="$6" jobs="${7:-4}"
+	local hex_chars calls ok
+	# Limits: every key has DIGITS digits; one argv string is < 128 KiB.
+	((digits >= 18 || count <= 10 ** digits)) || fail "grpc_load_puts: $count keys need more than $digits digits"
+	hex_chars="$(pb_put_batches "$prefix" "$digits" 0 "$per" "$per" "$value" | wc -c)"
+	((hex_chars < 131000)) || fail "grpc_load_puts: $per puts make a request of $((hex_chars / 2)) bytes (max ~64 KiB)"
+	calls=$(((count + per - 1) / per))
+	pb_put_batches "$prefix" "$digits" 0 "$count" "$per" "$value" |
+		xargs -d '\n' -n 1 -P "$jobs" -s 200000 \
+			timeout -k 2 60 "$GRPCRAW_BIN" call --timeout 30 "$addr" /etcdserverpb.KV/Txn \
+			>"$E2E_TMP/load.out" 2>&1 || true
+	ok="$(grep -c '^grpc-status=0 ' "$E2E_TMP/load.out" || true)"
+	[[ "$ok" == "$calls" ]]
+}
+
+# node_rss_kb ID: the node's resident set size in KiB (VmRSS), 0 if unknown.
+node_rss_kb() {
+	local pid="${NODE_PID[$1]:-}" v
+	v="$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)"
+	echo "${v:-0}"
 }
 
 # -------------------------------------------------------------- cleanup ---

@@ -192,21 +192,13 @@ expect_status "Range at revision current+1000 -> future revision" \
 	range "$ADDR" rk --rev $((rev + 1000))
 expect_ctl_error "etcdctl get --rev current+1000" \
 	"Error: etcdserver: mvcc: required revision is a future revision" get rk --rev $((rev + 1000))
-# Compaction (KV.Compact) arrives with the KV-semantics issue; until then
-# cetcd answers it UNIMPLEMENTED, checked here so the gap cannot be missed.
-if [[ "${TARGET:-cetcd}" == etcd ]]; then
-	ctl s put rk rv2 >/dev/null
-	ctl s compact $((rev + 1)) >/dev/null
-	expect_status "Range below the compacted revision -> compacted" \
-		"grpc-status=11 grpc-message=etcdserver: mvcc: required revision has been compacted" \
-		range "$ADDR" rk --rev "$rev"
-	expect_ctl_error "etcdctl get --rev below compaction" \
-		"Error: etcdserver: mvcc: required revision has been compacted" get rk --rev "$rev"
-else
-	expect_status "Compact is not implemented yet -> UNIMPLEMENTED" \
-		"grpc-status=12 grpc-message=cetcd: method /etcdserverpb.KV/Compact is not implemented yet" \
-		call "$ADDR" /etcdserverpb.KV/Compact 0802
-fi
+ctl s put rk rv2 >/dev/null
+ctl s compact $((rev + 1)) >/dev/null
+expect_status "Range below the compacted revision -> compacted" \
+	"grpc-status=11 grpc-message=etcdserver: mvcc: required revision has been compacted" \
+	range "$ADDR" rk --rev "$rev"
+expect_ctl_error "etcdctl get --rev below compaction" \
+	"Error: etcdserver: mvcc: required revision has been compacted" get rk --rev "$rev"
 still_serving "request checks"
 
 # ------------------------------------------------------ unknown methods ---

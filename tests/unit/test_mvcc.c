@@ -4,9 +4,16 @@
  * Semantics are checked against etcd's (etcdserver/apply.go applyRange,
  * mvcc/kvstore_txn.go): revisions, versions and generations, range_end
  * rules, limit/more/count, sort, filters, keys_only/count_only, deletes.
- * The last tests run one writer and three reader threads and check that
- * every read sees one consistent published state. cmocka is not thread
- * safe, so reader threads count violations and the main thread asserts.
+ * Then issue 3: Txn-side reads of the open transaction, compaction (etcd
+ * key_index.go compact(): semantics, errors, steps interleaved with
+ * writes against a never-compacted twin store, tree shrinking), HashKV
+ * (a known-answer vector, equal and unequal histories), dump/restore
+ * (round trip at every retained revision, errors, 1M keys timed), and a
+ * key put 2M times (worst put latency printed). The last test runs one
+ * writer, which also compacts in steps, and three reader threads, and
+ * checks that every read sees one consistent published state. cmocka is
+ * not thread safe, so reader threads count violations and the main
+ * thread asserts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mvcc.h"
 
@@ -821,6 +829,901 @@ static void test_reader_recycle(void **state)
     mvcc_reader_unregister(b);
 }
 
+/* ---- helpers for history tests ---- */
+
+static double now_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Every key at rev with every field, as one malloc'd string; *rv gets
+ * mvcc_range's answer. */
+static char *state_str(struct mvcc_reader *r, int64_t rev, int *rv)
+{
+    struct mvcc_range_req q = {0};
+    struct mvcc_range_res res;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    q.range_end = B("\0");
+    q.range_end_len = 1;
+    q.revision = rev;
+    mvcc_read_begin(r);
+    *rv = mvcc_range(r, &q, &res);
+    for (size_t i = 0; f != NULL && i < res.n; i++) {
+        const struct mvcc_kv *kv = &res.kvs[i];
+        fprintf(f, "%.*s=%.*s/%lld/%lld/%lld/%lld;", (int)kv->key_len, (const char *)kv->key,
+                (int)kv->value_len, (const char *)kv->value, (long long)kv->create_revision,
+                (long long)kv->mod_revision, (long long)kv->version, (long long)kv->lease);
+    }
+    mvcc_range_res_free(&res);
+    mvcc_read_end(r);
+    assert_non_null(f);
+    fclose(f);
+    return buf;
+}
+
+/* Both readers' stores answer the same at rev (the same error, or the
+ * same keys with the same fields). */
+static void assert_same_at(struct mvcc_reader *a, struct mvcc_reader *b, int64_t rev)
+{
+    int ra, rb;
+    char *sa = state_str(a, rev, &ra), *sb = state_str(b, rev, &rb);
+    int same = strcmp(sa, sb) == 0;
+
+    if (ra != rb || !same)
+        fprintf(stderr, "rev %lld: rv %d vs %d\n  %.300s\n  %.300s\n", (long long)rev, ra, rb, sa,
+                sb);
+    free(sa);
+    free(sb);
+    assert_int_equal(ra, rb);
+    assert_true(same);
+}
+
+static int hash_at(struct mvcc_reader *r, int64_t rev, uint32_t *h)
+{
+    int64_t hr, cr;
+    int rv;
+
+    mvcc_read_begin(r);
+    rv = mvcc_hash_kv(r, rev, h, &hr, &cr);
+    mvcc_read_end(r);
+    return rv;
+}
+
+static uint32_t hash_of(struct mvcc_reader *r, int64_t rev)
+{
+    uint32_t h;
+
+    assert_int_equal(hash_at(r, rev, &h), MVCC_OK);
+    return h;
+}
+
+static int range_rv(struct mvcc_reader *r, const char *k, int64_t rev)
+{
+    struct mvcc_range_req q = req_of(k, NULL);
+    struct mvcc_range_res res;
+    int rv;
+
+    q.revision = rev;
+    rv = range(r, &q, &res);
+    mvcc_range_res_free(&res);
+    return rv;
+}
+
+static uint32_t rnd(uint32_t *x)
+{
+    *x = *x * 1103515245u + 12345u;
+    return *x >> 8;
+}
+
+/* One pseudo-random write txn over keys k000..k199 and a hot key: puts
+ * (with leases), single deletes and small range deletes; now and then the
+ * hot key is deleted too. */
+static void gen_txn(struct mvcc_store *s, uint32_t *x, int t)
+{
+    int ops = 1 + (int)(rnd(x) % 3);
+    char k[16], e[16], v[32];
+
+    mvcc_txn_begin(s);
+    for (int i = 0; i < ops; i++) {
+        unsigned r = rnd(x) % 100, id = rnd(x) % 200;
+        snprintf(k, sizeof(k), "k%03u", id);
+        snprintf(e, sizeof(e), "k%03u", id + 5);
+        snprintf(v, sizeof(v), "v%d.%d", t, i);
+        if (r < 40)
+            mvcc_txn_put(s, B(k), 4, B(v), strlen(v), rnd(x) % 3, NULL, NULL);
+        else if (r < 69)
+            mvcc_txn_put(s, B("hot"), 3, B(v), strlen(v), 0, NULL, NULL);
+        else if (r < 70) /* a key of many chunks goes */
+            assert_true(mvcc_txn_delete_range(s, B("hot"), 3, NULL, 0, NULL, NULL) >= 0);
+        else if (r < 90)
+            assert_true(mvcc_txn_delete_range(s, B(k), 4, NULL, 0, NULL, NULL) >= 0);
+        else
+            assert_true(mvcc_txn_delete_range(s, B(k), 4, B(e), 4, NULL, NULL) >= 0);
+    }
+    mvcc_txn_end(s);
+}
+
+/* An owned copy of a dump. */
+struct dumped {
+    struct mvcc_version *v;
+    size_t n, cap;
+    int stop_after; /* > 0: the callback returns 7 after this many */
+};
+
+static int dump_cb(void *arg, const struct mvcc_version *v)
+{
+    struct dumped *d = arg;
+    struct mvcc_version *c;
+
+    if (d->stop_after > 0 && (int)d->n == d->stop_after)
+        return 7;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 64;
+        d->v = realloc(d->v, d->cap * sizeof(d->v[0]));
+        if (d->v == NULL)
+            return -1;
+    }
+    c = &d->v[d->n++];
+    *c = *v;
+    c->key = memcpy(malloc(v->key_len + 1), v->key, v->key_len);
+    c->value = v->value_len ? memcpy(malloc(v->value_len), v->value, v->value_len) : NULL;
+    return 0;
+}
+
+static void dump_store(struct mvcc_reader *r, struct dumped *d, int64_t *rev, int64_t *compact)
+{
+    int rv;
+
+    memset(d, 0, sizeof(*d));
+    mvcc_read_begin(r);
+    rv = mvcc_dump(r, rev, compact, dump_cb, d);
+    mvcc_read_end(r);
+    assert_int_equal(rv, 0);
+}
+
+static void dumped_free(struct dumped *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        free((void *)d->v[i].key);
+        free((void *)d->v[i].value);
+    }
+    free(d->v);
+}
+
+static struct mvcc_store *restore_of(const struct dumped *d, int64_t rev, int64_t compact)
+{
+    struct mvcc_store *s = mvcc_create();
+
+    assert_non_null(s);
+    for (size_t i = 0; i < d->n; i++)
+        assert_int_equal(mvcc_restore_version(s, &d->v[i]), MVCC_OK);
+    assert_int_equal(mvcc_restore_finish(s, rev, compact), MVCC_OK);
+    return s;
+}
+
+static void compact_all(struct mvcc_store *s, unsigned budget)
+{
+    while (mvcc_compact_step(s, budget))
+        ;
+}
+
+/* ---- writer-side reads ---- */
+
+static void test_txn_range_own_writes(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_range_req q = req_of("a", "z");
+    struct mvcc_range_res res;
+    struct mvcc_kv kv;
+    char out[128];
+
+    put(f->s, "a", "1"); /* 2 */
+    mvcc_txn_begin(f->s);
+    assert_int_equal(mvcc_txn_range(f->s, &q, &res), MVCC_OK);
+    assert_int_equal(res.revision, 2); /* nothing written yet */
+    assert_int_equal(res.n, 1);
+    mvcc_range_res_free(&res);
+    assert_int_equal(mvcc_txn_put(f->s, B("a"), 1, B("2"), 1, 5, NULL, NULL), MVCC_OK);
+    assert_int_equal(mvcc_txn_put(f->s, B("b"), 1, B("x"), 1, 0, NULL, NULL), MVCC_OK);
+    assert_int_equal(mvcc_txn_range(f->s, &q, &res), MVCC_OK);
+    assert_int_equal(res.revision, 3);
+    assert_int_equal(res.n, 2);
+    assert_int_equal(res.count, 2);
+    assert_memory_equal(res.kvs[0].value, "2", 1);
+    assert_kv(&res.kvs[0], 2, 3, 2);
+    assert_int_equal(res.kvs[0].lease, 5);
+    assert_kv(&res.kvs[1], 3, 3, 1);
+    mvcc_range_res_free(&res);
+    assert_int_equal(mvcc_txn_get(f->s, B("a"), 1, &kv), MVCC_OK);
+    assert_kv(&kv, 2, 3, 2);
+    assert_memory_equal(kv.value, "2", 1);
+    assert_int_equal(mvcc_txn_get(f->s, B("c"), 1, &kv), MVCC_ERR_NOT_FOUND);
+
+    /* Readers still see the published state; history inside the txn. */
+    q = req_of("a", "z");
+    range_str(f->r, &q, out, sizeof(out));
+    assert_string_equal(out, "a=1");
+    q.revision = 2;
+    assert_int_equal(mvcc_txn_range(f->s, &q, &res), MVCC_OK);
+    assert_int_equal(res.n, 1);
+    assert_memory_equal(res.kvs[0].value, "1", 1);
+    mvcc_range_res_free(&res);
+    q.revision = 4;
+    assert_int_equal(mvcc_txn_range(f->s, &q, &res), MVCC_ERR_FUTURE_REV);
+    mvcc_range_res_free(&res);
+
+    /* Delete then put again inside the same txn: a new generation. */
+    assert_int_equal(mvcc_txn_delete_range(f->s, B("a"), 1, NULL, 0, NULL, NULL), 1);
+    assert_int_equal(mvcc_txn_get(f->s, B("a"), 1, &kv), MVCC_ERR_NOT_FOUND);
+    q.revision = 0;
+    q.count_only = true;
+    assert_int_equal(mvcc_txn_range(f->s, &q, &res), MVCC_OK);
+    assert_int_equal(res.count, 1);
+    mvcc_range_res_free(&res);
+    assert_int_equal(mvcc_txn_put(f->s, B("a"), 1, B("3"), 1, 0, NULL, NULL), MVCC_OK);
+    assert_int_equal(mvcc_txn_get(f->s, B("a"), 1, &kv), MVCC_OK);
+    assert_kv(&kv, 3, 3, 1);
+    assert_int_equal(mvcc_txn_end(f->s), 3);
+    q = req_of("a", "z");
+    range_str(f->r, &q, out, sizeof(out));
+    assert_string_equal(out, "a=3,b=x");
+}
+
+/* ---- compaction ---- */
+
+/* put a (2), a (3), b (4), del b (5), c (6), a (7), del c (8), c (9),
+ * d (10), del d (11). */
+static void compact_fixture(struct mvcc_store *s)
+{
+    put(s, "a", "1");
+    put(s, "a", "2");
+    put(s, "b", "1");
+    del(s, "b", NULL, NULL);
+    put(s, "c", "1");
+    put(s, "a", "3");
+    del(s, "c", NULL, NULL);
+    put(s, "c", "2");
+    put(s, "d", "1");
+    del(s, "d", NULL, NULL);
+}
+
+static void dump_str(struct mvcc_reader *r, char *out, size_t cap)
+{
+    struct dumped d;
+    int64_t rev, compact;
+    size_t off = 0;
+
+    dump_store(r, &d, &rev, &compact);
+    out[0] = 0;
+    for (size_t i = 0; i < d.n && off < cap; i++)
+        off += (size_t)snprintf(out + off, cap - off, "%s%.*s@%lld%s", i ? "," : "",
+                                (int)d.v[i].key_len, (const char *)d.v[i].key,
+                                (long long)d.v[i].mod_revision, d.v[i].tombstone ? "t" : "");
+    dumped_free(&d);
+}
+
+static void check_compacted_at_8(struct mvcc_reader *r)
+{
+    struct mvcc_range_req q = req_of("a", "z");
+    struct mvcc_kv kv;
+    char out[128];
+
+    assert_int_equal(range_rv(r, "a", 7), MVCC_ERR_COMPACTED);
+    assert_int_equal(range_rv(r, "a", 1), MVCC_ERR_COMPACTED);
+    const char *want[] = {"a=3", "a=3,c=2", "a=3,c=2,d=1", "a=3,c=2"};
+    for (int64_t rev = 8; rev <= 11; rev++) { /* etcd: the compact revision is readable */
+        q.revision = rev;
+        range_str(r, &q, out, sizeof(out));
+        assert_string_equal(out, want[rev - 8]);
+    }
+    assert_true(get(r, "a", 8, &kv));
+    assert_kv(&kv, 2, 7, 3); /* version and create survive the dropped history */
+    assert_true(get(r, "c", 0, &kv));
+    assert_kv(&kv, 9, 9, 1);
+}
+
+static void test_compact_semantics(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_reader *old = mvcc_reader_register(f->s);
+    struct mvcc_range_req q = req_of("a", NULL);
+    struct mvcc_range_res res;
+    uint64_t size0;
+    char out[128];
+    int rv;
+
+    compact_fixture(f->s);
+    dump_str(f->r, out, sizeof(out));
+    assert_string_equal(out, "a@2,a@3,a@7,b@4,b@5t,c@6,c@8t,c@9,d@10,d@11t");
+    size0 = mvcc_size_bytes(f->s);
+    mvcc_read_begin(old); /* pinned before the compaction */
+    assert_int_equal(mvcc_compact(f->s, 8), MVCC_OK);
+    assert_int_equal(mvcc_compact_revision(f->s), 8);
+    check_compacted_at_8(f->r); /* logical at once */
+    dump_str(f->r, out, sizeof(out));
+    assert_string_equal(out, "a@7,c@9,d@10,d@11t");
+    compact_all(f->s, 1);
+    check_compacted_at_8(f->r);
+    dump_str(f->r, out, sizeof(out));
+    assert_string_equal(out, "a@7,c@9,d@10,d@11t");
+    assert_true(mvcc_size_bytes(f->s) < size0);
+    assert_false(mvcc_compact_step(f->s, 10));
+
+    /* The reader pinned before still reads its own state's history. */
+    q.revision = 3;
+    rv = mvcc_range(old, &q, &res);
+    bool ok = res.n == 1 && res.kvs[0].value[0] == '2';
+    mvcc_range_res_free(&res);
+    mvcc_read_end(old);
+    mvcc_reader_unregister(old);
+    assert_int_equal(rv, MVCC_OK);
+    assert_true(ok);
+
+    /* Compacting at the current revision drops d's tombstone and d. */
+    assert_int_equal(mvcc_compact(f->s, 11), MVCC_OK);
+    compact_all(f->s, 2);
+    dump_str(f->r, out, sizeof(out));
+    assert_string_equal(out, "a@7,c@9");
+    q = req_of("a", "z");
+    range_str(f->r, &q, out, sizeof(out));
+    assert_string_equal(out, "a=3,c=2");
+}
+
+static void test_compact_errors(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_store *s = mvcc_create();
+    uint32_t h;
+
+    assert_false(mvcc_compact_step(f->s, 100));    /* nothing pending */
+    assert_int_equal(mvcc_compact(s, 1), MVCC_OK); /* a fresh store is at 1 */
+    assert_int_equal(mvcc_compact(s, 1), MVCC_ERR_COMPACTED);
+    mvcc_destroy(s);
+
+    put(f->s, "x", "1");
+    put(f->s, "x", "2");
+    put(f->s, "x", "3"); /* 4 */
+    assert_int_equal(mvcc_compact(f->s, 5), MVCC_ERR_FUTURE_REV);
+    assert_int_equal(mvcc_compact(f->s, 3), MVCC_OK);
+    assert_int_equal(mvcc_compact(f->s, 3), MVCC_ERR_COMPACTED);
+    assert_int_equal(mvcc_compact(f->s, 2), MVCC_ERR_COMPACTED);
+    assert_int_equal(mvcc_compact(f->s, 0), MVCC_ERR_COMPACTED);
+    assert_int_equal(mvcc_compact(f->s, 4), MVCC_OK); /* current is allowed; raises the target */
+    assert_int_equal(mvcc_compact_revision(f->s), 4);
+    assert_int_equal(range_rv(f->r, "x", 3), MVCC_ERR_COMPACTED);
+    assert_int_equal(range_rv(f->r, "x", 4), MVCC_OK);
+    assert_int_equal(range_rv(f->r, "x", 5), MVCC_ERR_FUTURE_REV);
+    assert_int_equal(hash_at(f->r, 3, &h), MVCC_ERR_COMPACTED);
+    assert_int_equal(hash_at(f->r, 5, &h), MVCC_ERR_FUTURE_REV);
+    assert_int_equal(hash_at(f->r, 4, &h), MVCC_OK);
+    assert_true(mvcc_compact_step(f->s, 0)); /* a zero budget does nothing */
+    compact_all(f->s, 1);
+    assert_int_equal(range_rv(f->r, "x", 4), MVCC_OK);
+}
+
+/* Keys with several chunks of versions (64 each): compaction inside a
+ * full chunk keeps its dead prefix until a later compaction passes it; a
+ * deleted key's whole chain goes one chunk per unit. */
+static void test_compact_chunks(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_kv kv;
+    uint64_t size0 = mvcc_size_bytes(f->s), s1, s2;
+    char v[16], out[64];
+
+    for (int i = 0; i < 150; i++) { /* "m": revisions 2..151, versions 1..150 */
+        snprintf(v, sizeof(v), "%d", i);
+        put(f->s, "m", v);
+    }
+    for (int i = 0; i < 200; i++)
+        put(f->s, "z", "v");    /* revisions 152..351 */
+    del(f->s, "z", NULL, NULL); /* 352 */
+    s1 = mvcc_size_bytes(f->s);
+    assert_int_equal(mvcc_compact(f->s, 101), MVCC_OK); /* m version 100, in chunk 1 */
+    compact_all(f->s, 1);
+    s2 = mvcc_size_bytes(f->s);
+    assert_true(s2 < s1);
+    assert_int_equal(range_rv(f->r, "m", 100), MVCC_ERR_COMPACTED);
+    assert_false(get(f->r, "z", 151, &kv)); /* before z's first of four chunks */
+    for (int64_t rev = 101; rev <= 151; rev++) {
+        assert_true(get(f->r, "m", rev, &kv));
+        assert_kv(&kv, 2, rev, rev - 1);
+    }
+    assert_int_equal(mvcc_compact(f->s, 352), MVCC_OK); /* m keeps 150; z goes */
+    compact_all(f->s, 1);
+    assert_true(get(f->r, "m", 352, &kv));
+    assert_kv(&kv, 2, 151, 150);
+    assert_false(get(f->r, "z", 352, &kv));
+    dump_str(f->r, out, sizeof(out));
+    assert_string_equal(out, "m@151");
+    assert_true(mvcc_size_bytes(f->s) < size0 + 1024); /* one small chunk and a key left */
+    put(f->s, "z", "again");
+    assert_true(get(f->r, "z", 0, &kv));
+    assert_kv(&kv, 353, 353, 1);
+}
+
+/* Store A compacts in small steps between its writes; store B gets the
+ * same writes and never compacts. Both must answer alike at every
+ * revision >= A's compact revision, before and after the pass ends. */
+static void test_compact_interleaved(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_store *b = mvcc_create();
+    struct mvcc_reader *rb = mvcc_reader_register(b);
+    uint32_t xa = 7, xb = 7, xc = 99;
+    int64_t cur = 1, c;
+
+    for (int t = 0; t < 3000; t++) {
+        gen_txn(f->s, &xa, t);
+        gen_txn(b, &xb, t);
+        cur = mvcc_current_revision(f->s);
+        assert_int_equal(cur, mvcc_current_revision(b));
+        c = mvcc_compact_revision(f->s);
+        if (t % 250 == 249 && cur - 100 > c)
+            assert_int_equal(mvcc_compact(f->s, cur - 100), MVCC_OK);
+        if (t % 250 == 40 && cur - 20 > c) /* raise a pass in progress */
+            assert_int_equal(mvcc_compact(f->s, cur - 20), MVCC_OK);
+        mvcc_compact_step(f->s, 3);
+        if (t % 97 == 0) {
+            c = mvcc_compact_revision(f->s);
+            c = c > 0 ? c : 1;
+            assert_same_at(f->r, rb, c);
+            assert_same_at(f->r, rb, cur);
+            assert_same_at(f->r, rb, c + (int64_t)(rnd(&xc) % (uint64_t)(cur - c + 1)));
+        }
+    }
+    compact_all(f->s, 3);
+    c = mvcc_compact_revision(f->s);
+    assert_true(c > 2000);
+    for (int64_t rev = c; rev <= cur; rev++)
+        assert_same_at(f->r, rb, rev);
+    assert_int_equal(range_rv(f->r, "hot", c - 1), MVCC_ERR_COMPACTED);
+    printf("interleaved: compact %lld of %lld, size %llu compacted vs %llu\n", (long long)c,
+           (long long)cur, (unsigned long long)mvcc_size_bytes(f->s),
+           (unsigned long long)mvcc_size_bytes(b));
+    assert_true(mvcc_size_bytes(f->s) * 2 < mvcc_size_bytes(b));
+    /* The hash depends on the history and the compact revision only. */
+    assert_int_equal(mvcc_compact(b, c), MVCC_OK);
+    assert_int_equal(hash_of(f->r, 0), hash_of(rb, 0));
+    assert_int_equal(hash_of(f->r, c), hash_of(rb, c));
+    compact_all(b, 1000);
+    assert_int_equal(hash_of(f->r, c + 1), hash_of(rb, c + 1));
+    mvcc_reader_unregister(rb);
+    mvcc_destroy(b);
+}
+
+/* Many keys removed by compaction: leaves merge, nodes empty, separators
+ * move; then everything goes and the size is back to an empty store's. */
+static void test_compact_shrinks_tree(void **state)
+{
+    struct fix *f = *state;
+    enum { N = 20000 };
+    struct mvcc_range_req q = req_of("", "\0");
+    struct mvcc_range_res res;
+    uint64_t size0 = mvcc_size_bytes(f->s);
+    int64_t n, units = 0;
+    double t0, worst = 0;
+    char k[32];
+
+    q.range_end_len = 1;
+    for (int t = 0; t < N / 100; t++) {
+        mvcc_txn_begin(f->s);
+        for (int i = 0; i < 100; i++) {
+            snprintf(k, sizeof(k), "%08d", (int)(((int64_t)(t * 100 + i) * 7919) % N));
+            assert_int_equal(mvcc_txn_put(f->s, B(k), 8, B(k), 8, 0, NULL, NULL), MVCC_OK);
+        }
+        mvcc_txn_end(f->s);
+    }
+    for (int t = 0; t < N / 100; t++) { /* delete every id % 3 != 0 */
+        mvcc_txn_begin(f->s);
+        for (int i = t * 100; i < t * 100 + 100; i++) {
+            snprintf(k, sizeof(k), "%08d", i);
+            if (i % 3 != 0)
+                assert_int_equal(mvcc_txn_delete_range(f->s, B(k), 8, NULL, 0, NULL, NULL), 1);
+        }
+        mvcc_txn_end(f->s);
+    }
+    del(f->s, "00010000", "00012000", &n);
+    assert_int_equal(n, 666); /* 10002, 10005, ..., 11997 */
+    assert_int_equal(mvcc_compact(f->s, mvcc_current_revision(f->s)), MVCC_OK);
+    for (bool more = true; more; units += 1000) {
+        t0 = now_s();
+        more = mvcc_compact_step(f->s, 1000);
+        worst = now_s() - t0 > worst ? now_s() - t0 : worst;
+    }
+    printf("compaction of %d keys: %lld units, worst step of 1000 units %.0f us\n", N,
+           (long long)units, worst * 1e6);
+    assert_int_equal(range(f->r, &q, &res), MVCC_OK);
+    assert_int_equal(res.n, (N + 2) / 3 - 666);
+    for (size_t i = 1; i < res.n; i++)
+        assert_true(memcmp(res.kvs[i - 1].key, res.kvs[i].key, 8) < 0);
+    mvcc_range_res_free(&res);
+    for (int i = 0; i < N; i++) {
+        struct mvcc_kv kv;
+        snprintf(k, sizeof(k), "%08d", i);
+        assert_int_equal(get(f->r, k, 0, &kv), i % 3 == 0 && (i < 10000 || i >= 12000));
+    }
+    put_n(f->s, 300); /* new keys among the survivors */
+    q.count_only = true;
+    assert_int_equal(range(f->r, &q, &res), MVCC_OK);
+    assert_int_equal(res.count, (N + 2) / 3 - 666 + 300);
+    mvcc_range_res_free(&res);
+    mvcc_txn_begin(f->s); /* everything */
+    assert_int_equal(mvcc_txn_delete_range(f->s, B(""), 0, B("\0"), 1, NULL, NULL),
+                     (N + 2) / 3 - 666 + 300);
+    mvcc_txn_end(f->s);
+    assert_int_equal(mvcc_compact(f->s, mvcc_current_revision(f->s)), MVCC_OK);
+    compact_all(f->s, 777);
+    assert_int_equal(range(f->r, &q, &res), MVCC_OK);
+    assert_int_equal(res.count, 0);
+    mvcc_range_res_free(&res);
+    assert_int_equal(mvcc_size_bytes(f->s), size0);
+    put(f->s, "again", "1");
+    assert_true(get(f->r, "again", 0, &(struct mvcc_kv){0}));
+}
+
+/* ---- hash, dump, restore ---- */
+
+/* CRC32C, bit by bit, of the encoding snap.c documents. */
+static uint32_t crc_bits(uint32_t crc, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+
+    crc = ~crc;
+    while (n--) {
+        crc ^= *b++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
+    }
+    return ~crc;
+}
+
+static uint32_t crc_le(uint32_t crc, uint64_t v, int n)
+{
+    uint8_t b[8];
+
+    for (int i = 0; i < n; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    return crc_bits(crc, b, (size_t)n);
+}
+
+static void test_hash_kv(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_store *s2 = mvcc_create(), *s3 = mvcc_create();
+    struct mvcc_reader *r2 = mvcc_reader_register(s2), *r3 = mvcc_reader_register(s3);
+    uint32_t want = 0, x1 = 3, x2 = 3, x3 = 3;
+    int64_t c0;
+
+    assert_int_equal(crc_bits(0, "123456789", 9), 0xe3069283u); /* the CRC32C check value */
+    want = crc_bits(0, "key", 3);                               /* the seed, as etcd's */
+    assert_int_equal(hash_of(f->r, 0), want);
+    assert_true(want != 0); /* an empty store, as etcd's */
+    mvcc_txn_begin(f->s);
+    mvcc_txn_put(f->s, B("key"), 3, B("value"), 5, 9, NULL, NULL);
+    mvcc_txn_end(f->s);
+    want = crc_le(want, 3, 4);
+    want = crc_bits(want, "key", 3);
+    want = crc_le(crc_le(crc_le(want, 2, 8), 0, 4), 2, 8); /* mod, sub, create */
+    want = crc_le(crc_le(crc_le(want, 1, 8), 9, 8), 5, 4); /* version, lease, length */
+    want = crc_bits(want, "value", 5);
+    assert_int_equal(hash_of(f->r, 0), want);
+    mvcc_reader_unregister(f->r);
+    mvcc_destroy(f->s);
+    f->s = mvcc_create();
+    f->r = mvcc_reader_register(f->s);
+
+    for (int t = 0; t < 400; t++) {
+        gen_txn(f->s, &x1, t);
+        gen_txn(s2, &x2, t);
+        gen_txn(s3, &x3, t);
+    }
+    c0 = mvcc_current_revision(f->s);
+    assert_true(c0 > 300);
+    assert_int_equal(hash_of(f->r, 0), hash_of(r2, 0));
+    assert_int_equal(hash_of(f->r, 100), hash_of(r2, 100));
+    assert_true(hash_of(f->r, 100) != hash_of(f->r, 101));
+    /* Any change: a new version with the same value, a different lease. */
+    put(s2, "hot", "same");
+    put(s3, "hot", "same");
+    assert_int_equal(hash_of(r2, 0), hash_of(r3, 0));
+    assert_true(hash_of(f->r, 0) != hash_of(r2, 0));
+    assert_int_equal(hash_of(f->r, c0), hash_of(r2, c0)); /* history up to c0 is the same */
+    mvcc_txn_begin(s3);
+    mvcc_txn_put(s3, B("hot"), 3, B("same"), 4, 1, NULL, NULL);
+    mvcc_txn_end(s3);
+    put(s2, "hot", "same");
+    assert_true(hash_of(r2, 0) != hash_of(r3, 0));
+    /* Compaction changes what is hashed only through the compact rev. */
+    assert_int_equal(mvcc_compact(s2, c0 - 100), MVCC_OK);
+    assert_int_equal(mvcc_compact(s3, c0 - 100), MVCC_OK);
+    compact_all(s3, 5);
+    assert_int_equal(hash_of(r2, c0), hash_of(r3, c0));
+    assert_int_equal(hash_of(r2, c0 - 100), hash_of(r3, c0 - 100));
+    mvcc_reader_unregister(r2);
+    mvcc_reader_unregister(r3);
+    mvcc_destroy(s2);
+    mvcc_destroy(s3);
+}
+
+static void assert_restored_same(struct mvcc_store *s, struct mvcc_reader *r, struct mvcc_store *s2,
+                                 struct mvcc_reader *r2)
+{
+    int64_t c = mvcc_compact_revision(s), cur = mvcc_current_revision(s);
+    uint64_t a = mvcc_size_bytes(s), b = mvcc_size_bytes(s2);
+
+    assert_int_equal(mvcc_current_revision(s2), cur);
+    assert_int_equal(mvcc_compact_revision(s2), c);
+    for (int64_t rev = c > 0 ? c : 1; rev <= cur; rev++)
+        assert_same_at(r, r2, rev);
+    if (c > 1)
+        assert_same_at(r, r2, c - 1); /* both compacted */
+    assert_int_equal(hash_of(r, 0), hash_of(r2, 0));
+    assert_int_equal(hash_of(r, c), hash_of(r2, c));
+    printf("restore: size %llu, restored %llu\n", (unsigned long long)a, (unsigned long long)b);
+    assert_true(b < a + a / 10 && a < b + b / 5);
+}
+
+static void test_dump_restore(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_store *s2;
+    struct mvcc_reader *r2;
+    struct dumped d;
+    int64_t rev, compact;
+    uint32_t x = 11, x2;
+
+    for (int t = 0; t < 1500; t++) {
+        gen_txn(f->s, &x, t);
+        if (t == 1000)
+            assert_int_equal(mvcc_compact(f->s, mvcc_current_revision(f->s) - 300), MVCC_OK);
+        mvcc_compact_step(f->s, 2); /* the dump must not depend on how far it got */
+    }
+    dump_store(f->r, &d, &rev, &compact);
+    assert_int_equal(rev, mvcc_current_revision(f->s));
+    assert_int_equal(compact, mvcc_compact_revision(f->s));
+    s2 = restore_of(&d, rev, compact);
+    r2 = mvcc_reader_register(s2);
+    assert_restored_same(f->s, f->r, s2, r2);
+    dumped_free(&d);
+
+    /* The restored store goes on like the original: writes, compaction. */
+    x2 = x;
+    for (int t = 1500; t < 1800; t++) {
+        gen_txn(f->s, &x, t);
+        gen_txn(s2, &x2, t);
+    }
+    assert_int_equal(mvcc_compact(f->s, rev + 100), MVCC_OK);
+    assert_int_equal(mvcc_compact(s2, rev + 100), MVCC_OK);
+    compact_all(f->s, 10);
+    compact_all(s2, 3);
+    assert_restored_same(f->s, f->r, s2, r2);
+    mvcc_reader_unregister(r2);
+    mvcc_destroy(s2);
+
+    /* A dump callback's non-zero return stops the walk. */
+    memset(&d, 0, sizeof(d));
+    d.stop_after = 5;
+    mvcc_read_begin(f->r);
+    int rv = mvcc_dump(f->r, &rev, &compact, dump_cb, &d);
+    mvcc_read_end(f->r);
+    assert_int_equal(rv, 7);
+    assert_int_equal(d.n, 5);
+    dumped_free(&d);
+}
+
+static struct mvcc_version ver_of(const char *k, int64_t mod, int64_t sub, bool tomb)
+{
+    struct mvcc_version v = {.key = B(k), .key_len = strlen(k), .value = B("v"), .value_len = 1};
+
+    v.mod_revision = mod;
+    v.create_revision = tomb ? 0 : mod;
+    v.version = tomb ? 0 : 1;
+    v.sub = sub;
+    v.tombstone = tomb;
+    return v;
+}
+
+static void test_restore_errors(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_store *s = mvcc_create();
+    struct mvcc_version v;
+    struct mvcc_kv kv;
+
+    v = ver_of("b", 2, 0, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    v = ver_of("a", 3, 0, false); /* keys out of order */
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_ERR_BAD_ORDER);
+    v = ver_of("c", 4, 0, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_ERR_BAD_ORDER); /* sticky */
+    assert_int_equal(mvcc_restore_finish(s, 10, 0), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_current_revision(s), 1); /* still fresh: try again */
+    v = ver_of("b", 3, 1, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    v = ver_of("b", 3, 1, true); /* same revision and sub-revision */
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_restore_finish(s, 10, 0), MVCC_ERR_BAD_ORDER);
+    v = ver_of("b", 3, 1, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    v = ver_of("b", 2, 0, false); /* older revision */
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_restore_finish(s, 10, 0), MVCC_ERR_BAD_ORDER);
+    v = ver_of("b", 0, 0, false); /* malformed */
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_restore_finish(s, 10, 0), MVCC_ERR_BAD_ORDER);
+    v = ver_of("a", 2, 0, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    v = ver_of("b", 3, 0, false); /* "a" moves into the tree being built */
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    v = ver_of("a", 4, 0, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_restore_finish(s, 10, 0), MVCC_ERR_BAD_ORDER);
+    v = ver_of("b", 12, 0, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    assert_int_equal(mvcc_restore_finish(s, 11, 0), MVCC_ERR_BAD_ORDER); /* newer than rev */
+    assert_int_equal(mvcc_restore_finish(s, 5, 6), MVCC_ERR_BAD_ORDER);  /* compact > rev */
+    v = ver_of("b", 2, 0, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    v = ver_of("b", 3, 0, true);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    v = ver_of("c", 3, 1, false);
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    assert_int_equal(mvcc_restore_finish(s, 3, 2), MVCC_OK);
+    assert_int_equal(mvcc_current_revision(s), 3);
+    assert_int_equal(mvcc_compact_revision(s), 2);
+    v = ver_of("d", 4, 0, false); /* no longer fresh */
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_restore_finish(s, 4, 0), MVCC_ERR_BAD_ORDER);
+    mvcc_destroy(s);
+
+    put(f->s, "x", "1"); /* a used store refuses */
+    v = ver_of("a", 2, 0, false);
+    assert_int_equal(mvcc_restore_version(f->s, &v), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_restore_finish(f->s, 2, 0), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_restore_finish(f->s, 2, 0), MVCC_ERR_BAD_ORDER); /* nothing staged */
+    assert_true(get(f->r, "x", 0, &kv));
+}
+
+/* 1,000,000 keys with one version each, as a snapshot would bring them. */
+static void test_restore_1m_keys(void **state)
+{
+    struct fix *f = *state;
+    enum { N = 1000000 };
+    struct mvcc_range_req q = req_of("", "\0");
+    struct mvcc_range_res res;
+    struct mvcc_version v = {0};
+    char k[32], val[32];
+    struct mvcc_kv kv;
+    double t0, t1;
+
+    q.range_end_len = 1;
+    q.count_only = true;
+    t0 = now_s();
+    for (int i = 0; i < N; i++) {
+        v.key_len = (size_t)snprintf(k, sizeof(k), "/registry/pods/%08d", i);
+        v.value_len = (size_t)snprintf(val, sizeof(val), "value-%010d", i);
+        v.key = B(k);
+        v.value = B(val);
+        v.mod_revision = v.create_revision = 2 + i;
+        v.version = 1;
+        if (mvcc_restore_version(f->s, &v) != MVCC_OK)
+            fail();
+    }
+    assert_int_equal(mvcc_restore_finish(f->s, N + 1, N / 2), MVCC_OK);
+    t1 = now_s();
+    printf("restore of %d keys: %.0f ms, %.1f MB\n", N, (t1 - t0) * 1e3,
+           (double)mvcc_size_bytes(f->s) / 1e6);
+    assert_true(t1 - t0 < 20.0); /* generous: sanitizer builds are slow */
+    assert_int_equal(range(f->r, &q, &res), MVCC_OK);
+    assert_int_equal(res.count, N);
+    mvcc_range_res_free(&res);
+    assert_true(get(f->r, "/registry/pods/00777777", 0, &kv));
+    assert_kv(&kv, 777779, 777779, 1);
+    assert_int_equal(range_rv(f->r, "/registry/pods/00000001", N / 2 - 1), MVCC_ERR_COMPACTED);
+    put(f->s, "/registry/pods/00000001", "new");
+    assert_true(get(f->r, "/registry/pods/00000001", 0, &kv));
+    assert_kv(&kv, 3, N + 2, 2);
+}
+
+/* The worst single put allowed, in thread CPU time (wall time on a busy
+ * machine includes preemption): generous, so the test never flakes; the
+ * sanitizers' runtimes stall far longer than the index itself. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PUT_MAX_S 0.200
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PUT_MAX_S 0.200
+#endif
+#endif
+#ifndef PUT_MAX_S
+#define PUT_MAX_S 0.020
+#endif
+
+static double cpu_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* One key put 2,000,000 times: appends never copy the history. Each
+ * put's time runs from the end of the previous one (both clocks). */
+static void test_hot_key(void **state)
+{
+    struct fix *f = *state;
+    enum { N = 2000000 };
+    double t0 = now_s(), t, tc, prev = t0, prev_c = cpu_s(), worst = 0, worst_c = 0;
+    double step_worst = 0;
+    uint64_t size_full;
+    uint32_t x = 5;
+    char v[32];
+    int bad = 0, steps = 0;
+
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(v, sizeof(v), "%d", i + 2); /* the value is the revision */
+        mvcc_txn_begin(f->s);
+        mvcc_txn_put(f->s, B("hot"), 3, B(v), (size_t)n, 0, NULL, NULL);
+        mvcc_txn_end(f->s);
+        t = now_s();
+        tc = cpu_s();
+        worst = t - prev > worst ? t - prev : worst;
+        worst_c = tc - prev_c > worst_c ? tc - prev_c : worst_c;
+        prev = t;
+        prev_c = tc;
+    }
+    printf("hot key: %d puts, %.0f ns mean (with timing), max single put %.1f us wall, %.1f us "
+           "cpu\n",
+           N, (now_s() - t0) / N * 1e9, worst * 1e6, worst_c * 1e6);
+    assert_true(worst_c < PUT_MAX_S);
+    /* Reads at any revision find the one version of that revision. */
+    t0 = now_s();
+    for (int i = 0; i < 20000; i++) {
+        struct mvcc_range_req q = req_of("hot", NULL);
+        struct mvcc_range_res res;
+        q.revision = 2 + (int64_t)(rnd(&x) % N);
+        mvcc_read_begin(f->r);
+        mvcc_range(f->r, &q, &res);
+        snprintf(v, sizeof(v), "%lld", (long long)q.revision);
+        bad += res.n != 1 || res.kvs[0].mod_revision != q.revision ||
+               res.kvs[0].version != q.revision - 1 || res.kvs[0].value_len != strlen(v) ||
+               memcmp(res.kvs[0].value, v, strlen(v)) != 0;
+        mvcc_range_res_free(&res);
+        mvcc_read_end(f->r);
+    }
+    printf("hot key: historical read %.0f ns\n", (now_s() - t0) / 20000 * 1e9);
+    assert_int_equal(bad, 0);
+    size_full = mvcc_size_bytes(f->s);
+    assert_int_equal(mvcc_compact(f->s, N / 2), MVCC_OK);
+    for (bool more = true; more; steps++) {
+        t = now_s();
+        more = mvcc_compact_step(f->s, 100);
+        t = now_s() - t;
+        step_worst = t > step_worst ? t : step_worst;
+    }
+    printf("hot key: compaction at %d in %d steps of 100 units, worst step %.0f us, size %.1f -> "
+           "%.1f MB\n",
+           N / 2, steps, step_worst * 1e6, (double)size_full / 1e6,
+           (double)mvcc_size_bytes(f->s) / 1e6);
+    assert_true(mvcc_size_bytes(f->s) < size_full * 6 / 10);
+    assert_int_equal(range_rv(f->r, "hot", N / 2 - 1), MVCC_ERR_COMPACTED);
+    for (int64_t rev = N / 2; rev < N / 2 + 200; rev++) {
+        struct mvcc_kv kv;
+        assert_true(get(f->r, "hot", rev, &kv));
+        assert_int_equal(kv.mod_revision, rev);
+    }
+    assert_int_equal(mvcc_compact(f->s, N + 1), MVCC_OK);
+    compact_all(f->s, 1000);
+    assert_true(mvcc_size_bytes(f->s) < 4096);
+}
+
 /* ---- one writer, three readers ---- */
 
 enum { CK_KEYS = 100, CK_TXNS = 2000, CK_READERS = 3 };
@@ -840,7 +1743,9 @@ static void conc_fail(struct conc *c, const char *what, long long a, long long b
 }
 
 /* The k* keys at rev: none, or all CK_KEYS with one value and one mod
- * revision, <= rev. The x* keys: exactly one per txn so far. */
+ * revision, <= rev. The x* keys: exactly one per txn so far. The y* keys:
+ * the last five txns' (each txn deletes the one of five txns before, so
+ * compaction removes them from the tree). */
 static int64_t conc_check_at(struct conc *c, struct mvcc_reader *r, int64_t rev)
 {
     struct mvcc_range_req q = req_of("k", "l");
@@ -872,6 +1777,12 @@ static int64_t conc_check_at(struct conc *c, struct mvcc_reader *r, int64_t rev)
     if (mvcc_range(r, &q, &res) != MVCC_OK || res.count != at - 1)
         conc_fail(c, "x count", res.count, at - 1);
     mvcc_range_res_free(&res);
+    q = req_of("y", "z");
+    q.revision = rev;
+    q.count_only = true;
+    if (mvcc_range(r, &q, &res) != MVCC_OK || res.count != (at - 1 < 5 ? at - 1 : 5))
+        conc_fail(c, "y count", res.count, at - 1);
+    mvcc_range_res_free(&res);
     return at;
 }
 
@@ -883,13 +1794,16 @@ static void *conc_reader(void *arg)
     int64_t last = 0;
 
     while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-        int64_t cur, hist;
+        int64_t cur, hist, lo;
         mvcc_read_begin(r);
         cur = conc_check_at(c, r, 0);
         if (cur < last)
             conc_fail(c, "revision went back", cur, last);
         last = cur;
-        hist = 1 + (int64_t)(rand_r(&seed) % (unsigned)cur);
+        /* >= the pinned state's compact revision (mvcc.h), so readable */
+        lo = mvcc_compact_revision(c->s);
+        lo = lo < 1 ? 1 : lo > cur ? cur : lo;
+        hist = lo + (int64_t)(rand_r(&seed) % (unsigned)(cur - lo + 1));
         conc_check_at(c, r, hist);
         mvcc_read_end(r);
         __atomic_add_fetch(&c->reads, 1, __ATOMIC_RELAXED);
@@ -919,6 +1833,12 @@ static void conc_write_txn(struct mvcc_store *s, int t)
     }
     snprintf(k, sizeof(k), "x%06d", t);
     assert_int_equal(mvcc_txn_put(s, B(k), strlen(k), NULL, 0, 0, NULL, NULL), MVCC_OK);
+    snprintf(k, sizeof(k), "y%06d", t);
+    assert_int_equal(mvcc_txn_put(s, B(k), strlen(k), B(k), strlen(k), 0, NULL, NULL), MVCC_OK);
+    if (t > 5) {
+        snprintf(k, sizeof(k), "y%06d", t - 5);
+        assert_int_equal(mvcc_txn_delete_range(s, B(k), strlen(k), NULL, 0, NULL, NULL), 1);
+    }
     assert_int_equal(mvcc_txn_end(s), 1 + t);
 }
 
@@ -930,8 +1850,13 @@ static void test_concurrent_readers(void **state)
 
     for (int i = 0; i < CK_READERS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, conc_reader, &c), 0);
-    for (int t = 1; t <= CK_TXNS; t++)
+    for (int t = 1; t <= CK_TXNS; t++) {
         conc_write_txn(f->s, t);
+        if (t % 50 == 0) /* compaction runs in the writer, between txns */
+            assert_int_equal(mvcc_compact(f->s, 1 + t - 20), MVCC_OK);
+        mvcc_compact_step(f->s, 8);
+    }
+    compact_all(f->s, 8);
     __atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < CK_READERS; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
@@ -941,9 +1866,10 @@ static void test_concurrent_readers(void **state)
     /* Quiescent: one more check from this thread over the final state. */
     mvcc_read_begin(f->r);
     conc_check_at(&c, f->r, 0);
-    conc_check_at(&c, f->r, CK_TXNS / 2);
+    conc_check_at(&c, f->r, mvcc_compact_revision(f->s));
     mvcc_read_end(f->r);
     assert_int_equal(c.errors, 0);
+    assert_int_equal(range_rv(f->r, "k000", mvcc_compact_revision(f->s) - 1), MVCC_ERR_COMPACTED);
 }
 
 int main(void)
@@ -968,6 +1894,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pinned_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_recycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_range_own_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compact_semantics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compact_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compact_interleaved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compact_shrinks_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compact_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hash_kv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_1m_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hot_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
     };
 

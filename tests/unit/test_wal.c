@@ -909,6 +909,187 @@ static void test_callback_error_and_tmp(void **state)
     assert_int_not_equal(access(tmp, F_OK), 0);
 }
 
+/* ---- release ------------------------------------------------------------ */
+
+/* Writes batches of 4 entries of 1 MiB (each with a hard state if hs)
+ * until segment `nseg` holds entries, then one more batch. Returns the
+ * last index. */
+static uint64_t fill_segments(struct fx *f, uint64_t nseg, int hs)
+{
+    uint64_t i = 1;
+
+    fx_open_ok(f);
+    while (count_segments(f->dir, 0, NULL) < (int)nseg || f->pos[i - 1].seq < nseg) {
+        put_batch(f, i, 4, 1, MIB, hs);
+        i += 4;
+        assert_true(i < INDEX_MAX);
+    }
+    put_batch(f, i, 4, 1, MIB, hs);
+    return i + 3;
+}
+
+/* The index of the first entry written to segment `seq`. */
+static uint64_t first_in(const struct fx *f, uint64_t seq, uint64_t last)
+{
+    for (uint64_t i = 1; i <= last; i++)
+        if (f->pos[i].seq == seq)
+            return i;
+    fail_msg("no entry in segment %" PRIu64, seq);
+    return 0;
+}
+
+static int release(struct fx *f, uint64_t index)
+{
+    int rv = wal_release(f->w, index, f->err, sizeof(f->err));
+
+    if (rv < 0)
+        fail_msg("wal_release: %s", f->err);
+    return rv;
+}
+
+/* The last hard state replayed. */
+static const struct wal_hardstate *last_hs(const struct fx *f)
+{
+    for (size_t i = f->c.n; i-- > 0;)
+        if (!f->c.v[i].is_entry)
+            return &f->c.v[i].hs;
+    return NULL;
+}
+
+/* Segments wholly at or below the index go, oldest first, never the tail;
+ * replay then starts at the first remaining one and appending goes on. */
+static void test_release(void **state)
+{
+    struct fx *f = *state;
+    uint64_t last = fill_segments(f, 3, 1);
+    uint64_t first2 = first_in(f, 2, last), first3 = first_in(f, 3, last), size;
+    char path[PATH_MAX];
+
+    assert_int_equal(count_segments(f->dir, 0, NULL), 3);
+    assert_int_equal(release(f, 0), 0);
+    assert_int_equal(release(f, first2 - 2), 0); /* segment 1 still holds first2 - 1 */
+    size = wal_size_bytes(f->w);
+    assert_int_equal(release(f, first2 - 1), 1);
+    path[0] = '\0';
+    assert_int_equal(count_segments(f->dir, 1, path), 2);
+    assert_string_equal(path, ""); /* segment 1 is the one gone */
+    assert_true(wal_size_bytes(f->w) < size);
+    assert_int_equal(wal_pending_bytes(f->w), 0); /* the hard state is in the tail */
+    size = wal_size_bytes(f->w);
+
+    fx_open_ok(f);
+    assert_int_equal(wal_size_bytes(f->w), size);
+    expect_entries(&f->c, first2, last, 1, MIB);
+    assert_int_equal(f->info.entries, last - first2 + 1);
+    assert_int_equal(f->info.last_index, last);
+    /* Far past the end: everything but the tail goes. */
+    assert_int_equal(release(f, UINT64_MAX), 1);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 1);
+    assert_int_equal(release(f, UINT64_MAX), 0);
+    size = wal_size_bytes(f->w);
+
+    fx_open_ok(f);
+    assert_int_equal(wal_size_bytes(f->w), size);
+    expect_entries(&f->c, first3, last, 1, MIB);
+    assert_non_null(last_hs(f));
+    assert_int_equal(last_hs(f)->commit, last);
+    put_batch(f, last + 1, 3, 2, 100, 1);
+    fx_open_ok(f);
+    assert_int_equal(f->info.last_index, last + 3);
+    assert_int_equal(f->info.last_term, 2);
+    assert_int_equal(f->info.entries, last + 3 - first3 + 1);
+    assert_int_equal(f->c.bad_payloads, 0);
+    assert_int_equal(f->info.torn_bytes, 0);
+}
+
+/* The segment holding the newest hard state is kept; the hard state is
+ * carried into the next batch, after which the release can go on. */
+static void test_release_keeps_hardstate(void **state)
+{
+    struct fx *f = *state;
+    struct wal_hardstate hs = {5, 3, 2};
+    uint64_t last, first3;
+
+    fx_open_ok(f);
+    assert_int_equal(release(f, UINT64_MAX), 0); /* no segment at all */
+    assert_int_equal(wal_add_hardstate(f->w, &hs), 0);
+    sync_ok(f);
+    wal_close(f->w);
+    f->w = NULL;
+    last = fill_segments(f, 3, 0); /* reopens: the hard state is replayed */
+    first3 = first_in(f, 3, last);
+    assert_int_equal(release(f, UINT64_MAX), 0);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 3);
+    assert_int_equal(wal_pending_bytes(f->w), HARDSTATE_BYTES);
+    assert_int_equal(release(f, UINT64_MAX), 0); /* not carried twice */
+    assert_int_equal(wal_pending_bytes(f->w), HARDSTATE_BYTES);
+    sync_ok(f);
+    assert_int_equal(release(f, UINT64_MAX), 2);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 1);
+
+    fx_open_ok(f);
+    expect_entries(&f->c, first3, last, 1, MIB);
+    assert_non_null(last_hs(f));
+    assert_int_equal(last_hs(f)->term, 5);
+    assert_int_equal(last_hs(f)->vote, 3);
+    assert_int_equal(last_hs(f)->commit, 2);
+}
+
+/* A segment whose later entries were overwritten by the next one (Raft
+ * §5.3) goes once the entries before the overwrite are covered. */
+static void test_release_after_overwrite(void **state)
+{
+    struct fx *f = *state;
+
+    fx_open_ok(f);
+    for (uint64_t i = 1; i <= 56; i += 4)
+        put_batch(f, i, 4, 1, MIB, 0);
+    put_batch(f, 50, 10, 2, MIB, 1); /* does not fit: a new segment from 50 */
+    assert_int_equal(count_segments(f->dir, 0, NULL), 2);
+    assert_int_equal(f->pos[50].seq, 2);
+    assert_int_equal(release(f, 48), 0);
+    assert_int_equal(release(f, 49), 1);
+
+    fx_open_ok(f);
+    expect_entries(&f->c, 50, 59, 2, MIB);
+}
+
+/* A release while a batch that rolled to a new segment is in flight: the
+ * hard state in that batch does not count until it is durable. */
+static void test_release_inflight(void **state)
+{
+    struct fx *f = *state;
+    uint64_t last = fill_segments(f, 2, 1);
+    const uint64_t n = 70; /* more than a segment: the batch rolls */
+    struct wal_hardstate hs = {1, 1, last + n};
+    uint8_t *p = malloc(MIB);
+    struct wal_write wr;
+
+    assert_non_null(p);
+    for (uint64_t i = last + 1; i <= last + n; i++) {
+        fill(p, MIB, 1, i);
+        assert_int_equal(wal_add_entry(f->w, 1, i, p, MIB), 0);
+    }
+    free(p);
+    assert_int_equal(wal_add_hardstate(f->w, &hs), 0);
+    assert_int_equal(wal_batch_prepare(f->w, &wr, f->err, sizeof(f->err)), 1);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 3);
+    /* Segment 2 holds the newest durable hard state: only segment 1 goes,
+     * and nothing is carried (the batch in flight holds a hard state). */
+    assert_int_equal(release(f, last), 1);
+    assert_int_equal(wal_pending_bytes(f->w), 0);
+    assert_int_equal(pwrite(wr.fd, wr.buf, wr.len, (off_t)wr.offset), (ssize_t)wr.len);
+    assert_int_equal(fdatasync(wr.fd), 0);
+    wal_batch_done(f->w);
+    assert_int_equal(release(f, last), 1);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 1);
+    put_batch(f, last + n + 1, 1, 1, MIB, 0);
+
+    fx_open_ok(f);
+    expect_entries(&f->c, last + 1, last + n + 1, 1, MIB);
+    assert_int_equal(last_hs(f)->commit, last + n);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -932,6 +1113,10 @@ int main(void)
         T(test_missing_segment),
         T(test_index_gap_and_chain),
         T(test_callback_error_and_tmp),
+        T(test_release),
+        T(test_release_keeps_hardstate),
+        T(test_release_after_overwrite),
+        T(test_release_inflight),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
