@@ -697,3 +697,9 @@ int mvcc_txn_get(struct mvcc_store *s, const uint8_t *key, size_t key_len, struc
     kv_fill(out, sl, v);
     return MVCC_OK;
 }
+
+int64_t mvcc_read_revision(const struct mvcc_reader *r)
+{
+    assert(r->st != NULL);
+    return r->st->rev;
+}

@@ -107,6 +107,9 @@ void mvcc_read_end(struct mvcc_reader *r);
 int mvcc_range(struct mvcc_reader *r, const struct mvcc_range_req *req, struct mvcc_range_res *res);
 void mvcc_range_res_free(struct mvcc_range_res *res);
 
+/* Inside a read section: the revision of the pinned state. */
+int64_t mvcc_read_revision(const struct mvcc_reader *r);
+
 /* Current and compacted revisions as last published (any thread). Inside
  * a read section, mvcc_compact_revision() is >= the pinned state's compact
  * revision, so any revision between it and the state's is readable. */

@@ -44,6 +44,9 @@ struct h2_stream {
     bool grpc_ct;    /* content-type application/grpc[+proto|;...] */
     bool answered;   /* a reply was submitted (or the request refused) */
     bool dispatched; /* handed to on_request */
+    bool ended;      /* the client's END_STREAM arrived */
+    bool stop_after; /* answered before the request ended: RST_STREAM(NO_ERROR)
+                      * once the answer is sent, so the client stops sending */
     uint8_t *in;     /* request body as received, prefix included */
     size_t in_len;
     size_t in_cap;
@@ -195,6 +198,7 @@ static void refuse(struct rpc_conn *c, int32_t sid, struct h2_stream *st, int co
                    const char *message)
 {
     st->answered = true;
+    st->stop_after = !st->ended;
     submit_error(c, sid, code, message);
 }
 
@@ -359,8 +363,28 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0)
         return 0;
     st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (st != NULL)
+    if (st != NULL) {
+        st->ended = true;
         request_complete(user, f->hd.stream_id, st);
+    }
+    return 0;
+}
+
+/* RFC 9113 8.1: a server that answered before the request was complete may
+ * ask the client to stop sending with RST_STREAM(NO_ERROR), once the
+ * complete answer is out. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    struct h2_stream *st;
+
+    (void)user;
+    if (f->hd.type != NGHTTP2_HEADERS || (f->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0)
+        return 0;
+    st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st != NULL && st->stop_after && !st->ended) {
+        st->stop_after = false;
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    }
     return 0;
 }
 
@@ -411,6 +435,7 @@ static void h2_init(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     h2_callbacks = cbs;
 }
 

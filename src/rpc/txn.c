@@ -488,7 +488,7 @@ static int path_check(struct txn_exec *x, const Etcdserverpb__TxnRequest *r,
     bool ok = p->v[(*pos)++];
     Etcdserverpb__RequestOp **ops = ok ? r->success : r->failure;
     size_t n = ok ? r->n_success : r->n_failure;
-    int64_t cur = mvcc_current_revision(x->env->store);
+    int64_t cur = x->base_rev;
     int64_t compact = mvcc_compact_revision(x->env->store);
     struct mvcc_kv kv;
     int e;
@@ -724,7 +724,10 @@ static void execute(struct txn_exec *x, const Etcdserverpb__TxnRequest *r, struc
     size_t pos = 0;
     int e;
 
-    x->base_rev = mvcc_current_revision(x->env->store);
+    /* The writer's view is the published state; a shard's is the state its
+     * read section pinned. */
+    x->base_rev =
+        x->writer ? mvcc_current_revision(x->env->store) : mvcc_read_revision(x->env->reader);
     if (x->writer)
         mvcc_txn_begin(x->env->store); /* ends below; publishes only changes */
     if (path_build(x, r, &path) != 0) {

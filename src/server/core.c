@@ -522,12 +522,13 @@ static void background(struct core *c)
     struct snapshot_point pt;
     char err[256];
     int rv;
+    bool was_compacting = c->compacting;
 
-    if (c->compacting) {
-        c->compacting = mvcc_compact_step(c->env.store, COMPACT_STEP_KEYS);
-        if (!c->compacting)
-            release_held(c);
-    }
+    /* Every compaction (asked for or automatic) has physical work to do;
+     * a step is a no-op when there is none. */
+    c->compacting = mvcc_compact_step(c->env.store, COMPACT_STEP_KEYS);
+    if (was_compacting && !c->compacting)
+        release_held(c);
     rv = snapshot_poll(c->snap, &pt);
     if (rv != 0) {
         c->snap_gen_done++;
