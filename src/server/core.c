@@ -224,6 +224,7 @@ static int load_snapshot(struct core *c, const char *data_dir, char *err, size_t
         c->last_index = pt.index;
         c->applied = pt.index;
         c->term = pt.term;
+        rpc_member_store(&c->env.member->alarms, pt.alarms);
     }
     return 0;
 }
@@ -548,6 +549,7 @@ static void background(struct core *c)
         (c->snap_wanted || c->applied - c->snap_index >= c->snapshot_count)) {
         pt.index = c->applied;
         pt.term = c->term;
+        pt.alarms = rpc_member_load(&c->env.member->alarms);
         if (snapshot_start(c->snap, &pt) == 0) {
             c->snap_gen++;
             c->snap_wanted = false;

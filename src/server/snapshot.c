@@ -31,13 +31,15 @@
  *
  *   2 MVCC: every stored version, as mvcc_dump() gives them (key order,
  *     then revision order), one MVCC record each, back to back.
- *   1 META, 32 bytes (little-endian), written last because mvcc_dump()
+ *   1 META, 40 bytes (little-endian), written last because mvcc_dump()
  *     reports the revisions it walked:
  *       OFFSET  SIZE  MEANING
  *            0     8  index: last Raft entry applied (= the file header's)
  *            8     8  term: its term (= the file header's)
  *           16     8  revision: the store's current revision (int64)
  *           24     8  compact revision (int64)
+ *           32     8  alarms: bit (1 << AlarmType) per active alarm of
+ *                     this member (replicated state, as the KV data)
  *   Each type must occur exactly once; any other type fails the load.
  *
  * MVCC RECORD (uvarint = unsigned LEB128, at most 10 bytes; int64 fields
@@ -87,7 +89,7 @@
 
 #define SEC_META           1u
 #define SEC_MVCC           2u
-#define META_BYTES         32u
+#define META_BYTES         40u
 #define VARINT_BYTES_MAX   10u
 #define REC_TAIL_BYTES_MAX (5 * VARINT_BYTES_MAX + 1)
 #define REC_FLAG_TOMBSTONE 0x01u
@@ -135,6 +137,7 @@ struct meta {
     uint64_t term;
     int64_t rev;
     int64_t compact_rev;
+    uint64_t alarms;
 };
 
 static void seterr(char *err, size_t err_len, const char *fmt, ...)
@@ -279,6 +282,7 @@ static int write_meta(struct snap_writer *w, const struct meta *m)
     put_le64(p + 8, m->term);
     put_le64(p + 16, (uint64_t)m->rev);
     put_le64(p + 24, (uint64_t)m->compact_rev);
+    put_le64(p + 32, m->alarms);
     if (snap_write_section_begin(w, SEC_META) != 0 || snap_write(w, p, sizeof(p)) != 0)
         return -1;
     return snap_write_section_end(w);
@@ -313,7 +317,7 @@ static int write_mvcc(struct snapshot *s, struct snap_writer *w, struct meta *m,
 static int write_snapshot(struct snapshot *s, const struct snapshot_point *pt, int64_t want_rev,
                           uint64_t *bytes, char *err, size_t err_len)
 {
-    struct meta m = {.index = pt->index, .term = pt->term};
+    struct meta m = {.index = pt->index, .term = pt->term, .alarms = pt->alarms};
     struct snap_writer *w;
 
     if (snap_write_begin(&w, s->dir, pt->term, pt->index, err, err_len) != 0) {
@@ -734,6 +738,7 @@ static int load_meta(struct load *l, struct snap_reader *r, uint64_t len)
     l->meta.term = get_le64(p + 8);
     l->meta.rev = (int64_t)get_le64(p + 16);
     l->meta.compact_rev = (int64_t)get_le64(p + 24);
+    l->meta.alarms = get_le64(p + 32);
     snap_read_point(r, &term, &index);
     if (l->meta.index != index || l->meta.term != term)
         return load_fail(l, "META section does not match the header");
@@ -845,6 +850,7 @@ int snapshot_load(struct snapshot *s, struct snapshot_point *pt, bool *found, ch
     }
     pt->index = l.meta.index;
     pt->term = l.meta.term;
+    pt->alarms = l.meta.alarms;
     *found = true;
     if (stat(path, &st) == 0)
         __atomic_store_n(&s->size_bytes, (uint64_t)st.st_size, __ATOMIC_RELAXED);

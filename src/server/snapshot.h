@@ -25,8 +25,9 @@ struct snapshot;
 
 /* What a finished snapshot covers. */
 struct snapshot_point {
-    uint64_t index; /* last Raft entry applied in it */
-    uint64_t term;  /* that entry's term */
+    uint64_t index;  /* last Raft entry applied in it */
+    uint64_t term;   /* that entry's term */
+    uint64_t alarms; /* the member's active alarms then (bit per AlarmType) */
 };
 
 /* Sets up snapshots for the data dir (creates member/snap 0700 if absent). */

@@ -800,7 +800,7 @@ static void test_snapshot_fallback_and_purge(void **state)
 static void craft(struct fx *f, uint64_t index, const void *mvcc, size_t len, int64_t rev,
                   int extra)
 {
-    uint8_t meta[32] = {0};
+    uint8_t meta[40] = {0}; /* META: index, term, revision, compact, alarms */
     struct snap_writer *w;
 
     meta[0] = (uint8_t)index;
