@@ -477,6 +477,53 @@ int mvcc_range(struct mvcc_reader *r, const struct mvcc_range_req *req, struct m
     return range_at(st->root, st->rev, st->compact_rev, req, res);
 }
 
+bool mvcc_range_streams(const struct mvcc_range_req *req)
+{
+    return req->sort_order == MVCC_SORT_NONE && req->sort_target == MVCC_TARGET_KEY &&
+           req->min_mod_revision == 0 && req->max_mod_revision == 0 &&
+           req->min_create_revision == 0 && req->max_create_revision == 0;
+}
+
+int mvcc_range_each(struct mvcc_reader *r, const struct mvcc_range_req *req, mvcc_each_fn fn,
+                    void *arg, struct mvcc_range_res *res)
+{
+    const struct mvcc_state *st = r->st;
+    int64_t rev = req->revision;
+    const struct bt_slot *sl;
+    const struct bt_ver *v;
+    struct mvcc_kv kv;
+    struct span sp;
+
+    assert(st != NULL);
+    memset(res, 0, sizeof(*res));
+    res->revision = st->rev;
+    if (!mvcc_range_streams(req))
+        return MVCC_ERR_BAD_ORDER;
+    if (rev > st->rev)
+        return MVCC_ERR_FUTURE_REV;
+    if (rev <= 0)
+        rev = st->rev;
+    if (rev < st->compact_rev)
+        return MVCC_ERR_COMPACTED;
+    span_init(&sp, st->root, req->key, req->key_len, req->range_end, req->range_end_len);
+    while ((sl = span_next(&sp)) != NULL) {
+        if ((v = live_at(sl, rev)) == NULL)
+            continue;
+        res->count++;
+        if (req->count_only || (req->limit > 0 && (int64_t)res->n >= req->limit))
+            continue;
+        kv_fill(&kv, sl, v);
+        if (req->keys_only) {
+            kv.value = NULL;
+            kv.value_len = 0;
+        }
+        fn(arg, &kv);
+        res->n++;
+    }
+    res->more = req->limit > 0 && res->count > req->limit;
+    return MVCC_OK;
+}
+
 void mvcc_range_res_free(struct mvcc_range_res *res)
 {
     free(res->kvs);

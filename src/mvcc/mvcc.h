@@ -107,6 +107,17 @@ void mvcc_read_end(struct mvcc_reader *r);
 int mvcc_range(struct mvcc_reader *r, const struct mvcc_range_req *req, struct mvcc_range_res *res);
 void mvcc_range_res_free(struct mvcc_range_res *res);
 
+/* The same Range without building an array, for requests answered in
+ * index order (no sort, no min/max filters: mvcc_range_streams()): calls
+ * fn for each kv mvcc_range() would return, in order; fills count, more,
+ * revision and n of *res (kvs stays NULL). A huge range then costs no
+ * memory beyond what the caller does with each kv. MVCC_ERR_BAD_ORDER for
+ * other requests. Inside a read section. */
+typedef void (*mvcc_each_fn)(void *arg, const struct mvcc_kv *kv);
+bool mvcc_range_streams(const struct mvcc_range_req *req);
+int mvcc_range_each(struct mvcc_reader *r, const struct mvcc_range_req *req, mvcc_each_fn fn,
+                    void *arg, struct mvcc_range_res *res);
+
 /* Inside a read section: the revision of the pinned state. */
 int64_t mvcc_read_revision(const struct mvcc_reader *r);
 

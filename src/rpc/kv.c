@@ -161,6 +161,66 @@ static void range_reply(const struct rpc_env *env, const struct mvcc_range_res *
     out->len = total;
 }
 
+/* Streaming: a first walk sizes the answer, a second writes it, so a range
+ * of millions of keys needs no memory beyond the answer itself. Both walks
+ * see the same pinned state. */
+struct stream_pass {
+    size_t bytes; /* pass 1: total of the kvs fields */
+    uint8_t *p;   /* pass 2: where the next kv goes */
+};
+
+static void size_kv(void *arg, const struct mvcc_kv *kv)
+{
+    struct stream_pass *sp = arg;
+    size_t k = kv_len(kv);
+
+    sp->bytes += 1 + varint_len(k) + k;
+}
+
+static void write_kv(void *arg, const struct mvcc_kv *kv)
+{
+    struct stream_pass *sp = arg;
+
+    *sp->p++ = 2 << 3 | 2;
+    sp->p = varint_put(sp->p, kv_len(kv));
+    sp->p = kv_put(sp->p, kv);
+}
+
+static int range_stream(const struct rpc_env *env, const struct mvcc_range_req *q,
+                        struct rpc_result *out)
+{
+    Etcdserverpb__ResponseHeader hdr;
+    struct mvcc_range_res res;
+    struct stream_pass sp = {0, NULL};
+    uint8_t hbuf[64];
+    size_t hlen;
+    size_t total;
+    uint8_t *buf;
+    int rv = mvcc_range_each(env->reader, q, size_kv, &sp, &res);
+
+    if (rv != MVCC_OK)
+        return rv;
+    rpc_header(env, &hdr, res.revision);
+    hlen = etcdserverpb__response_header__pack(&hdr, hbuf);
+    total = 1 + varint_len(hlen) + hlen + sp.bytes + (res.more ? 2 : 0) + int_field_len(res.count);
+    buf = malloc(total);
+    if (buf == NULL)
+        return MVCC_ERR_NOMEM;
+    sp.p = bytes_field_put(buf, 1, hbuf, hlen);
+    mvcc_range_each(env->reader, q, write_kv, &sp, &res);
+    if (res.more) {
+        *sp.p++ = 3 << 3;
+        *sp.p++ = 1;
+    }
+    sp.p = int_field_put(sp.p, 4, res.count);
+    assert((size_t)(sp.p - buf) == total);
+    out->action = RPC_ACT_REPLY;
+    out->code = RPC_OK;
+    out->body = buf;
+    out->len = total;
+    return MVCC_OK;
+}
+
 void rpc_kv_range(const struct rpc_env *env, const uint8_t *msg, size_t len, struct rpc_result *out)
 {
     Etcdserverpb__RangeRequest *r = etcdserverpb__range_request__unpack(NULL, len, msg);
@@ -180,14 +240,18 @@ void rpc_kv_range(const struct rpc_env *env, const uint8_t *msg, size_t len, str
         rpc_range_req(r, &q);
         memset(&res, 0, sizeof(res));
         mvcc_read_begin(env->reader);
-        rv = mvcc_range(env->reader, &q, &res);
-        if (rv == MVCC_OK)
-            range_reply(env, &res, out);
-        else if (rv == MVCC_ERR_FUTURE_REV)
+        if (mvcc_range_streams(&q)) {
+            rv = range_stream(env, &q, out);
+        } else {
+            rv = mvcc_range(env->reader, &q, &res);
+            if (rv == MVCC_OK)
+                range_reply(env, &res, out);
+        }
+        if (rv == MVCC_ERR_FUTURE_REV)
             rpc_fail(out, RPC_E_FUTURE_REV);
         else if (rv == MVCC_ERR_COMPACTED)
             rpc_fail(out, RPC_E_COMPACTED);
-        else
+        else if (rv != MVCC_OK)
             rpc_fail(out, RPC_E_NOMEM);
         mvcc_read_end(env->reader);
         mvcc_range_res_free(&res);

@@ -497,8 +497,9 @@ pb_put_batches() {
 # grpc_load_puts ADDR PREFIX DIGITS COUNT PER VALUE [JOBS]: put COUNT keys
 # (see pb_put_batches) with KV/Txn calls through grpcraw, JOBS (default 4)
 # at a time. The server needs --max-txn-ops >= PER; one request must stay
-# under 64 KiB (argv limit). Returns 0 if every call answered grpc-status=0;
-# the calls' output is left in $E2E_TMP/load.out.
+# under 64 KiB (argv limit). The whole load is bounded by GRPC_LOAD_S
+# seconds (default 300), each call by 30 s. Returns 0 if every call answered
+# grpc-status=0; the calls' output is left in $E2E_TMP/load.out.
 grpc_load_puts() {
 	local addr="$1" prefix="$2" digits="$3" count="$4" per="$5" value="$6" jobs="${7:-4}"
 	local hex_chars calls ok
@@ -508,8 +509,8 @@ grpc_load_puts() {
 	((hex_chars < 131000)) || fail "grpc_load_puts: $per puts make a request of $((hex_chars / 2)) bytes (max ~64 KiB)"
 	calls=$(((count + per - 1) / per))
 	pb_put_batches "$prefix" "$digits" 0 "$count" "$per" "$value" |
-		xargs -d '\n' -n 1 -P "$jobs" -s 200000 \
-			timeout -k 2 60 "$GRPCRAW_BIN" call --timeout 30 "$addr" /etcdserverpb.KV/Txn \
+		timeout -k 5 "${GRPC_LOAD_S:-300}" xargs -d '\n' -n 1 -P "$jobs" -s 200000 \
+			timeout -k 2 40 "$GRPCRAW_BIN" call --timeout 30 "$addr" /etcdserverpb.KV/Txn \
 			>"$E2E_TMP/load.out" 2>&1 || true
 	ok="$(grep -c '^grpc-status=0 ' "$E2E_TMP/load.out" || true)"
 	[[ "$ok" == "$calls" ]]
