@@ -389,15 +389,23 @@ size="$(stat -c %s "$E2E_TMP/big.pb" 2>/dev/null || echo 0)"
 # value "v"), 24 with its tag and length in RangeResponse.kvs.
 check "the big response holds every key ($size bytes >= $BIG_KEYS x 24)" \
 	test "$size" -ge $((BIG_KEYS * 24))
-check "$small_n small gets during the big range, all answered within 1 s (max ${small_max} ms)" \
-	test "$small_bad" = 0
+# Time and memory bounds mean nothing under a sanitizer (shadow memory,
+# 5-15x slower code): there they are reported, not checked.
+if [[ "${E2E_SANITIZED:-0}" == 1 ]]; then
+	log_info "sanitizer build: small gets max ${small_max} ms (not checked)"
+else
+	check "$small_n small gets during the big range, all answered within 1 s (max ${small_max} ms)" \
+		test "$small_bad" = 0
+fi
 if ((hwm_reset)); then
 	r="$(awk '/^VmHWM:/ { print $2 }' "/proc/$PID/status")"
 	((r > peak)) && peak=$r
 fi
 grow_kb=$((peak - rss0))
 log_info "RSS before ${rss0} KiB, peak ${peak} KiB (+${grow_kb} KiB) for a $((size / 1024)) KiB response (VmHWM reset: $hwm_reset)"
-if [[ "$IS_ETCD" == 1 ]]; then
+if [[ "${E2E_SANITIZED:-0}" == 1 ]]; then
+	log_info "sanitizer build: RSS bound not checked"
+elif [[ "$IS_ETCD" == 1 ]]; then
 	log_info "RSS bound skipped on etcd: it grew $(awk -v g="$grow_kb" -v s="$size" 'BEGIN { printf "%.1f", g * 1024 / s }') x the response"
 else
 	check "peak RSS grew by <= ${BIG_RSS_X} x the response" \
