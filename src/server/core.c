@@ -79,6 +79,8 @@ struct core {
     uint64_t snap_gen;       /* snapshots started so far */
     uint64_t snap_gen_done;  /* snapshots made durable so far */
     bool snap_wanted;        /* a defragment asks for a fresh snapshot */
+    uint64_t wal_bytes;      /* bytes made durable in the WAL since start */
+    uint64_t snap_wal_mark;  /* wal_bytes when the newest snapshot started */
     bool compacting;         /* physical compaction has work left */
     struct msg_vec next;     /* proposals in the WAL's pending batch */
     struct msg_vec inflight; /* proposals in the batch being synced */
@@ -408,6 +410,7 @@ static void batch_durable(struct core *c)
     size_t i;
 
     wal_batch_done(c->wal);
+    c->wal_bytes += c->write.len;
     for (i = 0; i < c->inflight.n; i++)
         apply_one(c, c->inflight.v[i]);
     c->inflight.n = 0;
@@ -515,6 +518,17 @@ static void arm_timer(struct core *c)
     c->timer_armed = true;
 }
 
+/* --snapshot-count entries since the last snapshot, as etcd; and, unlike
+ * etcd (whose snapshot is its database file, already on disk), at least as
+ * many WAL bytes as the last snapshot took: a snapshot here rewrites the
+ * whole state, and this bounds what snapshots write to what the log
+ * wrote. Restart then replays at most about one state's worth of log. */
+static bool snapshot_due(const struct core *c)
+{
+    return c->applied - c->snap_index >= c->snapshot_count &&
+           c->wal_bytes - c->snap_wal_mark >= snapshot_size_bytes(c->snap);
+}
+
 /* Bounded background work, once per turn: a compaction step, snapshot
  * completion (then the WAL behind it is released), a new snapshot every
  * --snapshot-count entries or when a defragment asks. */
@@ -545,12 +559,12 @@ static void background(struct core *c)
         }
         release_held(c);
     }
-    if (!snapshot_busy(c->snap) &&
-        (c->snap_wanted || c->applied - c->snap_index >= c->snapshot_count)) {
+    if (!snapshot_busy(c->snap) && (c->snap_wanted || snapshot_due(c))) {
         pt.index = c->applied;
         pt.term = c->term;
         pt.alarms = rpc_member_load(&c->env.member->alarms);
         if (snapshot_start(c->snap, &pt) == 0) {
+            c->snap_wal_mark = c->wal_bytes;
             c->snap_gen++;
             c->snap_wanted = false;
         }
