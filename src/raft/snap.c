@@ -83,6 +83,7 @@
 #endif
 #include "snap.h"
 #include "crc32c.h"
+#include "fileio.h"
 #include "le.h"
 
 #include <assert.h>
@@ -160,60 +161,6 @@ struct snap_reader {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static void seterr(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || err_len == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
-static int hex16(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 16; i++) {
-        char c = s[i];
-
-        if (c >= '0' && c <= '9')
-            v = (v << 4) | (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = (v << 4) | (uint64_t)(c - 'a' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static void snap_name(char out[SNAP_NAME_BYTES + 1], uint64_t term, uint64_t index)
 {
     snprintf(out, SNAP_NAME_BYTES + 1, "%016" PRIx64 "-%016" PRIx64 SNAP_SUFFIX, term, index);
@@ -226,7 +173,7 @@ static int snap_name_parse(const char *s, const char *suffix, uint64_t *term, ui
         memcmp(s + 33, SNAP_SUFFIX, sizeof(SNAP_SUFFIX) - 1) != 0 ||
         strcmp(s + SNAP_NAME_BYTES, suffix) != 0)
         return -1;
-    return hex16(s, term) == 0 && hex16(s + 17, index) == 0 ? 0 : -1;
+    return fio_hex16(s, term) == 0 && fio_hex16(s + 17, index) == 0 ? 0 : -1;
 }
 
 static void header_encode(uint8_t h[SNAP_HDR_BYTES], uint64_t term, uint64_t index)
@@ -247,7 +194,7 @@ static int fsync_path(const char *path, char *err, size_t err_len)
     int rv = fd < 0 ? -1 : fsync(fd);
 
     if (rv != 0)
-        seterr(err, err_len, "fsync %s: %s", path, strerror(errno));
+        fio_seterr(err, err_len, "fsync %s: %s", path, strerror(errno));
     if (fd >= 0)
         close(fd);
     return rv;
@@ -276,7 +223,7 @@ static int mkdir_p(const char *path, char *err, size_t err_len)
     size_t n = strlen(path);
 
     if (n == 0 || n >= sizeof(buf)) {
-        seterr(err, err_len, "bad snapshot directory path");
+        fio_seterr(err, err_len, "bad snapshot directory path");
         return -1;
     }
     memcpy(buf, path, n + 1);
@@ -289,7 +236,7 @@ static int mkdir_p(const char *path, char *err, size_t err_len)
         if (mkdir(buf, 0700) == 0)
             rv = fsync_parent(buf, err, err_len);
         else if (errno != EEXIST) {
-            seterr(err, err_len, "mkdir %s: %s", buf, strerror(errno));
+            fio_seterr(err, err_len, "mkdir %s: %s", buf, strerror(errno));
             rv = -1;
         }
         buf[i] = path[i];
@@ -323,7 +270,7 @@ static int list_dir(const char *dir, int dir_fd, struct snap_file **out, size_t 
     *out = NULL;
     *n = 0;
     if (d == NULL) {
-        seterr(err, err_len, "%s: %s", dir, strerror(errno));
+        fio_seterr(err, err_len, "%s: %s", dir, strerror(errno));
         return -1;
     }
     while ((de = readdir(d)) != NULL) {
@@ -342,7 +289,7 @@ static int list_dir(const char *dir, int dir_fd, struct snap_file **out, size_t 
             if (nv == NULL) {
                 closedir(d);
                 free(v);
-                seterr(err, err_len, "%s: too many snapshot files", dir);
+                fio_seterr(err, err_len, "%s: too many snapshot files", dir);
                 return -1;
             }
             v = nv;
@@ -368,7 +315,7 @@ static int open_dir(const char *dir, char *err, size_t err_len)
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
     if (fd < 0)
-        seterr(err, err_len, "%s: %s", dir, strerror(errno));
+        fio_seterr(err, err_len, "%s: %s", dir, strerror(errno));
     return fd;
 }
 
@@ -387,7 +334,7 @@ int snap_purge(const char *dir, size_t keep, char *err, size_t err_len)
     }
     for (size_t i = keep; i < n; i++) {
         if (unlinkat(dir_fd, v[i].name, 0) != 0) {
-            seterr(err, err_len, "unlink %s/%s: %s", dir, v[i].name, strerror(errno));
+            fio_seterr(err, err_len, "unlink %s/%s: %s", dir, v[i].name, strerror(errno));
             rv = -1;
             break;
         }
@@ -395,7 +342,7 @@ int snap_purge(const char *dir, size_t keep, char *err, size_t err_len)
     }
     free(v);
     if (removed > 0 && fsync(dir_fd) != 0 && rv == 0) {
-        seterr(err, err_len, "fsync %s: %s", dir, strerror(errno));
+        fio_seterr(err, err_len, "fsync %s: %s", dir, strerror(errno));
         rv = -1;
     }
     close(dir_fd);
@@ -417,7 +364,7 @@ int snap_dir_prepare(const char *dir, char *err, size_t err_len)
     if (rv == 0)
         free(v);
     if (rv == 0 && removed > 0 && fsync(dir_fd) != 0) {
-        seterr(err, err_len, "fsync %s: %s", dir, strerror(errno));
+        fio_seterr(err, err_len, "fsync %s: %s", dir, strerror(errno));
         rv = -1;
     }
     close(dir_fd);
@@ -438,7 +385,7 @@ static int wflush(struct snap_writer *w)
 {
     if (w->len == 0)
         return 0;
-    if (pwrite_all(w->fd, w->buf, w->len, w->buf_off) != 0)
+    if (fio_pwrite_all(w->fd, w->buf, w->len, w->buf_off) != 0)
         return wfail(w, "write");
     w->buf_off += w->len;
     w->len = 0;
@@ -454,7 +401,7 @@ static int wput(struct snap_writer *w, const void *p, size_t n)
     if (n > SNAP_BUF_BYTES - w->len && wflush(w) != 0)
         return -1;
     if (n >= SNAP_BUF_BYTES) {
-        if (pwrite_all(w->fd, p, n, w->buf_off) != 0)
+        if (fio_pwrite_all(w->fd, p, n, w->buf_off) != 0)
             return wfail(w, "write");
         w->buf_off += n;
         return 0;
@@ -475,7 +422,7 @@ static int wpatch(struct snap_writer *w, uint64_t off, const void *p, size_t n)
     }
     if (off + n > w->buf_off && wflush(w) != 0)
         return -1;
-    if (pwrite_all(w->fd, p, n, off) != 0)
+    if (fio_pwrite_all(w->fd, p, n, off) != 0)
         return wfail(w, "write");
     return 0;
 }
@@ -488,12 +435,12 @@ int snap_write_begin(struct snap_writer **out, const char *dir, uint64_t term, u
 
     if (w == NULL || (w->buf = malloc(SNAP_BUF_BYTES)) == NULL) {
         free(w);
-        seterr(err, err_len, "out of memory");
+        fio_seterr(err, err_len, "out of memory");
         return -1;
     }
     w->fd = -1;
     if (strlen(dir) >= sizeof(w->dir)) {
-        seterr(err, err_len, "%s: path too long", dir);
+        fio_seterr(err, err_len, "%s: path too long", dir);
         goto fail;
     }
     strcpy(w->dir, dir);
@@ -504,7 +451,7 @@ int snap_write_begin(struct snap_writer **out, const char *dir, uint64_t term, u
         goto fail;
     w->fd = openat(w->dir_fd, w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (w->fd < 0) {
-        seterr(err, err_len, "%s/%s: %s", dir, w->tmp, strerror(errno));
+        fio_seterr(err, err_len, "%s/%s: %s", dir, w->tmp, strerror(errno));
         close(w->dir_fd);
         goto fail;
     }
@@ -602,7 +549,7 @@ int snap_write_commit(struct snap_writer *w, uint64_t *bytes, char *err, size_t 
         goto fail;
     }
     if (fsync(w->dir_fd) != 0) {
-        seterr(err, err_len, "fsync %s: %s", w->dir, strerror(errno));
+        fio_seterr(err, err_len, "fsync %s: %s", w->dir, strerror(errno));
         writer_free(w, 0);
         return -1;
     }
@@ -611,7 +558,7 @@ int snap_write_commit(struct snap_writer *w, uint64_t *bytes, char *err, size_t 
     writer_free(w, 0);
     return 0;
 fail:
-    seterr(err, err_len, "%s", w->err);
+    fio_seterr(err, err_len, "%s", w->err);
     writer_free(w, 1);
     return -1;
 }
@@ -726,19 +673,19 @@ int snap_read_open(struct snap_reader **out, const char *path, char *err, size_t
 
     if (r == NULL || (r->buf = malloc(SNAP_BUF_BYTES)) == NULL) {
         free(r);
-        seterr(err, err_len, "out of memory");
+        fio_seterr(err, err_len, "out of memory");
         return -1;
     }
     snprintf(r->path, sizeof(r->path), "%s", path);
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0 || fstat(r->fd, &st) != 0) {
-        seterr(err, err_len, "%s", strerror(errno));
+        fio_seterr(err, err_len, "%s", strerror(errno));
         snap_read_close(r);
         return -1;
     }
     r->size = (uint64_t)st.st_size;
     if (rget(r, h, sizeof(h)) != 0 || header_check(r, h) != 0) {
-        seterr(err, err_len, "%s", r->err);
+        fio_seterr(err, err_len, "%s", r->err);
         snap_read_close(r);
         return -1;
     }
@@ -913,7 +860,7 @@ int snap_validate(const char *path, uint64_t *term, uint64_t *index, char *err, 
     if (rv == 0)
         snap_read_point(r, term, index);
     else
-        seterr(err, err_len, "%s", r->err);
+        fio_seterr(err, err_len, "%s", r->err);
     snap_read_close(r);
     return rv == 0 ? 0 : -1;
 }

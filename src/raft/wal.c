@@ -143,6 +143,7 @@
 #endif
 #include "wal.h"
 #include "crc32c.h"
+#include "fileio.h"
 #include "le.h"
 
 #include <assert.h>
@@ -281,20 +282,6 @@ struct replay {
 
 static int seg_list_reserve(struct seg_list *l);
 
-static void seterr(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || err_len == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
 static size_t pad8(size_t n)
 {
     return (n + 7u) & ~(size_t)7u;
@@ -318,35 +305,12 @@ static void seg_name(char out[WAL_NAME_BYTES + 1], const struct seg_id *id)
              id->first_index);
 }
 
-/* Writes all of buf at off, looping over short writes and EINTR. */
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
 static int zero_range(int fd, uint64_t off, uint64_t len)
 {
     while (len > 0) {
         size_t n = len < WAL_ZERO_BYTES ? (size_t)len : WAL_ZERO_BYTES;
 
-        if (pwrite_all(fd, wal_zeros, n, off) != 0)
+        if (fio_pwrite_all(fd, wal_zeros, n, off) != 0)
             return -1;
         off += n;
         len -= n;
@@ -554,7 +518,7 @@ static int seg_create(struct wal *w, const struct seg_id *id, uint32_t prev, uin
     fd = openat(w->dir_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         goto fail;
-    if (preallocate(fd, size) != 0 || pwrite_all(fd, meta, sizeof(meta), 0) != 0 ||
+    if (preallocate(fd, size) != 0 || fio_pwrite_all(fd, meta, sizeof(meta), 0) != 0 ||
         fsync(fd) != 0 || renameat(w->dir_fd, tmp, w->dir_fd, name) != 0)
         goto fail_file;
     if (fsync(w->dir_fd) != 0)
@@ -564,7 +528,7 @@ static int seg_create(struct wal *w, const struct seg_id *id, uint32_t prev, uin
 fail_dir:
     e = errno;
     close(fd);
-    seterr(err, err_len, "fsync %s: %s", w->dir, strerror(e));
+    fio_seterr(err, err_len, "fsync %s: %s", w->dir, strerror(e));
     return -1;
 fail_file:
     e = errno;
@@ -572,7 +536,7 @@ fail_file:
     unlinkat(w->dir_fd, tmp, 0);
     errno = e;
 fail:
-    seterr(err, err_len, "%s/%s: %s", w->dir, tmp, strerror(errno));
+    fio_seterr(err, err_len, "%s/%s: %s", w->dir, tmp, strerror(errno));
     return -1;
 }
 
@@ -593,7 +557,7 @@ static int wal_roll(struct wal *w, struct wal_buf *b, char *err, size_t err_len)
     if (need > size)
         size = (need + WAL_ALLOC_ALIGN - 1) / WAL_ALLOC_ALIGN * WAL_ALLOC_ALIGN;
     if (seg_list_reserve(&w->segs) != 0) {
-        seterr(err, err_len, "%s: more than %u segments", w->dir, WAL_SEGMENTS_MAX);
+        fio_seterr(err, err_len, "%s: more than %u segments", w->dir, WAL_SEGMENTS_MAX);
         return -1;
     }
     fd = seg_create(w, &id, b->crc_start, size, &meta_crc, err, err_len);
@@ -665,12 +629,12 @@ int wal_batch_sync(struct wal *w, char *err, size_t err_len)
 
     if (rv <= 0)
         return rv;
-    if (pwrite_all(wr.fd, wr.buf, wr.len, wr.offset) != 0) {
-        seterr(err, err_len, "write %s: %s", w->seg_path, strerror(errno));
+    if (fio_pwrite_all(wr.fd, wr.buf, wr.len, wr.offset) != 0) {
+        fio_seterr(err, err_len, "write %s: %s", w->seg_path, strerror(errno));
         return -1;
     }
     if (fdatasync(wr.fd) != 0) {
-        seterr(err, err_len, "fdatasync %s: %s", w->seg_path, strerror(errno));
+        fio_seterr(err, err_len, "fdatasync %s: %s", w->seg_path, strerror(errno));
         return -1;
     }
     wal_batch_done(w);
@@ -698,7 +662,7 @@ static int fsync_parent(const char *path, char *err, size_t err_len)
     fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     rv = fd < 0 ? -1 : fsync(fd);
     if (rv != 0)
-        seterr(err, err_len, "fsync %s: %s", parent, strerror(errno));
+        fio_seterr(err, err_len, "fsync %s: %s", parent, strerror(errno));
     if (fd >= 0)
         close(fd);
     return rv;
@@ -710,7 +674,7 @@ static int mkdir_one(const char *path, char *err, size_t err_len)
         return fsync_parent(path, err, err_len);
     if (errno == EEXIST)
         return 0;
-    seterr(err, err_len, "mkdir %s: %s", path, strerror(errno));
+    fio_seterr(err, err_len, "mkdir %s: %s", path, strerror(errno));
     return -1;
 }
 
@@ -721,7 +685,7 @@ static int mkdir_p(const char *path, char *err, size_t err_len)
     size_t n = strlen(path);
 
     if (n == 0 || n >= sizeof(buf)) {
-        seterr(err, err_len, "bad wal directory path");
+        fio_seterr(err, err_len, "bad wal directory path");
         return -1;
     }
     memcpy(buf, path, n + 1);
@@ -744,43 +708,25 @@ static int wal_dir_open(struct wal *w, const char *dir, char *err, size_t err_le
     if (mkdir_p(dir, err, err_len) != 0)
         return -1;
     if (realpath(dir, w->dir) == NULL) {
-        seterr(err, err_len, "%s: %s", dir, strerror(errno));
+        fio_seterr(err, err_len, "%s: %s", dir, strerror(errno));
         return -1;
     }
     if (strlen(w->dir) + 2 + WAL_NAME_BYTES + sizeof(WAL_TMP_SUFFIX) > WAL_PATH_BYTES) {
-        seterr(err, err_len, "%s: path too long", w->dir);
+        fio_seterr(err, err_len, "%s: path too long", w->dir);
         return -1;
     }
     w->dir_fd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (w->dir_fd < 0) {
-        seterr(err, err_len, "%s: %s", w->dir, strerror(errno));
+        fio_seterr(err, err_len, "%s: %s", w->dir, strerror(errno));
         return -1;
     }
     /* One process per WAL: the lock lives as long as dir_fd (the process),
      * so a crashed owner never leaves it behind. */
     if (flock(w->dir_fd, LOCK_EX | LOCK_NB) != 0) {
-        seterr(err, err_len, "%s: %s", w->dir,
-               errno == EWOULDBLOCK ? "in use by another process (locked)" : strerror(errno));
+        fio_seterr(err, err_len, "%s: %s", w->dir,
+                   errno == EWOULDBLOCK ? "in use by another process (locked)" : strerror(errno));
         return -1;
     }
-    return 0;
-}
-
-static int hex16(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 16; i++) {
-        char c = s[i];
-
-        if (c >= '0' && c <= '9')
-            v = (v << 4) | (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = (v << 4) | (uint64_t)(c - 'a' + 10);
-        else
-            return -1;
-    }
-    *out = v;
     return 0;
 }
 
@@ -790,7 +736,7 @@ static int seg_name_parse(const char *s, size_t suffix_len, struct seg_id *id)
 {
     if (strlen(s) != WAL_NAME_BYTES + suffix_len || s[16] != '-' || memcmp(s + 33, ".wal", 4) != 0)
         return -1;
-    if (hex16(s, &id->seq) != 0 || hex16(s + 17, &id->first_index) != 0 || id->seq == 0)
+    if (fio_hex16(s, &id->seq) != 0 || fio_hex16(s + 17, &id->first_index) != 0 || id->seq == 0)
         return -1;
     return 0;
 }
@@ -838,7 +784,7 @@ static int seg_list_read(struct wal *w, struct seg_list *l, char *err, size_t er
     int full = 0;
 
     if (d == NULL) {
-        seterr(err, err_len, "%s: %s", w->dir, strerror(errno));
+        fio_seterr(err, err_len, "%s: %s", w->dir, strerror(errno));
         return -1;
     }
     while (!full && (de = readdir(d)) != NULL) {
@@ -849,15 +795,15 @@ static int seg_list_read(struct wal *w, struct seg_list *l, char *err, size_t er
     }
     closedir(d);
     if (full) {
-        seterr(err, err_len, "%s: more than %u segments", w->dir, WAL_SEGMENTS_MAX);
+        fio_seterr(err, err_len, "%s: more than %u segments", w->dir, WAL_SEGMENTS_MAX);
         return -1;
     }
     if (l->n > 1)
         qsort(l->v, l->n, sizeof(*l->v), seg_id_cmp);
     for (size_t i = 1; i < l->n; i++) {
         if (l->v[i].seq != l->v[i - 1].seq + 1) {
-            seterr(err, err_len, "%s: segment %016" PRIx64 " missing or duplicated", w->dir,
-                   l->v[i - 1].seq + 1);
+            fio_seterr(err, err_len, "%s: segment %016" PRIx64 " missing or duplicated", w->dir,
+                       l->v[i - 1].seq + 1);
             return -1;
         }
     }
@@ -914,14 +860,15 @@ static int corrupt(struct replay *r, const struct seg_view *s, uint64_t off, con
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    seterr(r->err, r->err_len, "%s: corrupt record at offset %" PRIu64 ": %s", s->path, off, why);
+    fio_seterr(r->err, r->err_len, "%s: corrupt record at offset %" PRIu64 ": %s", s->path, off,
+               why);
     return -1;
 }
 
 static int replay_cb_failed(struct replay *r, const struct seg_view *s, uint64_t off, int rv)
 {
-    seterr(r->err, r->err_len, "%s: replay callback failed at offset %" PRIu64 " (%d)", s->path,
-           off, rv);
+    fio_seterr(r->err, r->err_len, "%s: replay callback failed at offset %" PRIu64 " (%d)", s->path,
+               off, rv);
     return rv;
 }
 
@@ -1046,7 +993,7 @@ static int seg_view_open(struct wal *w, const struct seg_id *id, int last, struc
         return 0;
     s->p = NULL;
 fail:
-    seterr(err, err_len, "%s: %s", s->path, strerror(errno));
+    fio_seterr(err, err_len, "%s: %s", s->path, strerror(errno));
     return -1;
 }
 
@@ -1128,7 +1075,7 @@ static int tail_adopt(struct wal *w, struct seg_view *s, struct wal_info *info, 
     memcpy(w->seg_path, s->path, sizeof(w->seg_path));
     return 0;
 fail:
-    seterr(err, err_len, "%s: cutting torn tail: %s", s->path, strerror(errno));
+    fio_seterr(err, err_len, "%s: cutting torn tail: %s", s->path, strerror(errno));
     return -1;
 }
 
@@ -1180,7 +1127,7 @@ int wal_open(const char *dir, const struct wal_replay_ops *ops, void *arg, struc
     r.info = info != NULL ? info : &scratch;
     memset(r.info, 0, sizeof(*r.info));
     if (w == NULL) {
-        seterr(err, err_len, "out of memory");
+        fio_seterr(err, err_len, "out of memory");
         return -1;
     }
     w->dir_fd = w->fd = w->retired_fd = -1;
@@ -1244,14 +1191,14 @@ int wal_release(struct wal *w, uint64_t index, char *err, size_t err_len)
         while (k > 0 && w->segs.v[k - 1].seq >= w->hs_seq)
             k--;
         if (!hs_on_the_way(w) && wal_add_hardstate(w, &w->hs) != 0) {
-            seterr(err, err_len, "%s: cannot carry the hard state forward", w->dir);
+            fio_seterr(err, err_len, "%s: cannot carry the hard state forward", w->dir);
             return -1;
         }
     }
     for (; removed < k; removed++) {
         seg_name(name, &w->segs.v[removed]);
         if (unlinkat(w->dir_fd, name, 0) != 0) {
-            seterr(err, err_len, "unlink %s/%s: %s", w->dir, name, strerror(errno));
+            fio_seterr(err, err_len, "unlink %s/%s: %s", w->dir, name, strerror(errno));
             rv = -1;
             break;
         }
@@ -1261,7 +1208,7 @@ int wal_release(struct wal *w, uint64_t index, char *err, size_t err_len)
         w->segs.n -= removed;
         memmove(w->segs.v, w->segs.v + removed, w->segs.n * sizeof(*w->segs.v));
         if (fsync(w->dir_fd) != 0 && rv == 0) {
-            seterr(err, err_len, "fsync %s: %s", w->dir, strerror(errno));
+            fio_seterr(err, err_len, "fsync %s: %s", w->dir, strerror(errno));
             rv = -1;
         }
     }
