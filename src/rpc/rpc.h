@@ -73,6 +73,9 @@ struct rpc_member {
     uint64_t applied_index;
     uint64_t leader;
     uint64_t db_size_bytes;
+    /* Members (voters and learners) in the cluster. With more than one, a
+     * linearizable read first asks the core for a read index. */
+    uint64_t cluster_size;
 };
 
 /* Atomic accessors for the core-written fields. */
@@ -129,9 +132,12 @@ enum rpc_entry_type {
     RPC_ENTRY_TXN = 3,
     RPC_ENTRY_COMPACT = 4,
     RPC_ENTRY_ALARM = 5,
+    RPC_ENTRY_MEMBER_ATTR = 6, /* a member publishes its name and client URLs (the core's) */
     /* Types from here on are requests to the local core, never logged. */
     RPC_LOCAL_FIRST = 128,
     RPC_LOCAL_DEFRAG = 128,
+    RPC_LOCAL_READ = 129,        /* a read waiting for a read index: rpc_read_barrier_encode */
+    RPC_LOCAL_MEMBER_LIST = 130, /* MemberList, answered from the core's member list */
 };
 
 /* After a reply, what the core still has to do before it may send it. */
@@ -141,7 +147,10 @@ enum rpc_wait {
     RPC_WAIT_SNAPSHOT = 2,   /* a fresh snapshot durable (defragment) */
 };
 
-enum rpc_action { RPC_ACT_REPLY, RPC_ACT_PROPOSE };
+/* RPC_ACT_READ_BARRIER: a linearizable read that must wait for a read
+ * index; the shard sends it to the core (rpc_read_barrier_encode) and
+ * dispatches it again, with env->linearized set, once the core says so. */
+enum rpc_action { RPC_ACT_REPLY, RPC_ACT_PROPOSE, RPC_ACT_READ_BARRIER };
 
 struct rpc_result {
     int action;          /* enum rpc_action */
@@ -158,11 +167,24 @@ struct rpc_env {
     struct rpc_member *member;
     struct mvcc_store *store;
     struct mvcc_reader *reader; /* the calling thread's own */
+    bool linearized;            /* this read already waited for its read index */
 };
 
 /* Handles one request for `path`. Always fills *out. */
 void rpc_dispatch(const struct rpc_env *env, const char *path, const uint8_t *msg, size_t len,
                   struct rpc_result *out);
+
+/* A read held for a read index, as the payload the core gets:
+ *   OFFSET SIZE MEANING
+ *   0      1    RPC_LOCAL_READ
+ *   1      2    path length p (little-endian)
+ *   3      p    the method path
+ *   3+p    n    the request's protobuf encoding
+ * encode returns a malloc'd buffer (NULL if out of memory); decode points
+ * into buf and returns 0, or -1 if malformed. */
+uint8_t *rpc_read_barrier_encode(const char *path, const uint8_t *msg, size_t len, size_t *out_len);
+int rpc_read_barrier_decode(const uint8_t *buf, size_t len, char *path, size_t path_cap,
+                            const uint8_t **msg, size_t *msg_len);
 
 /* ---- apply (core side) ---- */
 

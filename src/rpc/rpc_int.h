@@ -63,6 +63,8 @@ bool rpc_quota_exceeded(const struct rpc_env *env, size_t cost);
 void rpc_quota_fail(const struct rpc_env *env, struct rpc_result *out);
 bool rpc_alarm_active(const struct rpc_env *env, int type);
 bool rpc_txn_has_put(const Etcdserverpb__TxnRequest *r);
+/* A linearizable read here must first get a read index from the core. */
+bool rpc_needs_read_index(const struct rpc_env *env);
 /* Core: a committed Txn. */
 void rpc_apply_txn(const struct rpc_env *env, const Etcdserverpb__TxnRequest *r, bool want_reply,
                    struct rpc_result *out);

@@ -179,6 +179,48 @@ void rpc_member_store(uint64_t *field, uint64_t v)
     atomic_store_explicit((_Atomic uint64_t *)field, v, memory_order_release);
 }
 
+bool rpc_needs_read_index(const struct rpc_env *env)
+{
+    return !env->linearized && rpc_member_load(&env->member->cluster_size) > 1;
+}
+
+uint8_t *rpc_read_barrier_encode(const char *path, const uint8_t *msg, size_t len, size_t *out_len)
+{
+    size_t p = strlen(path);
+    uint8_t *buf;
+
+    if (p > RPC_PATH_BYTES_MAX)
+        return NULL;
+    buf = malloc(3 + p + len);
+    if (buf == NULL)
+        return NULL;
+    buf[0] = RPC_LOCAL_READ;
+    buf[1] = (uint8_t)p;
+    buf[2] = (uint8_t)(p >> 8);
+    memcpy(buf + 3, path, p);
+    if (len != 0)
+        memcpy(buf + 3 + p, msg, len);
+    *out_len = 3 + p + len;
+    return buf;
+}
+
+int rpc_read_barrier_decode(const uint8_t *buf, size_t len, char *path, size_t path_cap,
+                            const uint8_t **msg, size_t *msg_len)
+{
+    size_t p;
+
+    if (len < 3 || buf[0] != RPC_LOCAL_READ)
+        return -1;
+    p = (size_t)buf[1] | (size_t)buf[2] << 8;
+    if (p >= path_cap || 3 + p > len)
+        return -1;
+    memcpy(path, buf + 3, p);
+    path[p] = '\0';
+    *msg = buf + 3 + p;
+    *msg_len = len - 3 - p;
+    return 0;
+}
+
 void rpc_header(const struct rpc_env *env, Etcdserverpb__ResponseHeader *h, int64_t revision)
 {
     etcdserverpb__response_header__init(h);

@@ -758,6 +758,25 @@ done:
     arena_free(&x->arena);
 }
 
+/* As etcd decides it: a read-only txn may skip the read index only if
+ * every operation of both branches is a serializable range. */
+static bool ops_serializable(Etcdserverpb__RequestOp **ops, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE ||
+            !ops[i]->request_range->serializable)
+            return false;
+    }
+    return true;
+}
+
+static bool txn_serializable(const Etcdserverpb__TxnRequest *r)
+{
+    return ops_serializable(r->success, r->n_success) && ops_serializable(r->failure, r->n_failure);
+}
+
 void rpc_kv_txn(const struct rpc_env *env, const uint8_t *msg, size_t len, struct rpc_result *out)
 {
     Etcdserverpb__TxnRequest *r = etcdserverpb__txn_request__unpack(NULL, len, msg);
@@ -777,6 +796,8 @@ void rpc_kv_txn(const struct rpc_env *env, const uint8_t *msg, size_t len, struc
             rpc_quota_fail(env, out);
         else
             rpc_propose(env, RPC_ENTRY_TXN, msg, len, out);
+    } else if (!txn_serializable(r) && rpc_needs_read_index(env)) {
+        out->action = RPC_ACT_READ_BARRIER;
     } else {
         memset(&x, 0, sizeof(x));
         x.env = env;

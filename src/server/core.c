@@ -1,33 +1,45 @@
 /*
- * core.c — the core: turns proposals from every shard into Raft log
- * entries, makes each batch durable with one synchronous-data write
- * (RWF_DSYNC: the write completes only once its data, and the metadata
- * needed to read it back, are on stable storage, as after fdatasync)
- * through io_uring, applies committed entries to the MVCC index in order,
- * and sends each client's response back to its shard.
+ * core.c — the core: drives this member's Raft state machine (src/raft)
+ * on shard 0's io_uring loop. Proposals from every shard become Raft
+ * proposals; each Raft "ready" is carried out in order: new log entries
+ * and hard state go into one WAL batch made durable with one
+ * synchronous-data write (RWF_DSYNC) through io_uring, messages go to the
+ * peers (a leader's appends leave at once, in parallel with its own
+ * write; answers that promise durability leave once the batch is
+ * durable), committed entries are applied to the MVCC index, and each
+ * client that proposed here is answered from its own shard.
  *
- * The Raft group has one member at this stage: it is leader from start-up,
- * in a new term each time it starts (the term is saved in a hard-state
- * record, followed by an empty entry of the new term, as Raft's leader
- * does), and an entry is committed once it is durable locally. Every entry
- * in the WAL is therefore committed, and replay applies all of them.
+ * ENTRY DATA (of a Raft entry of type RAFT_ENTRY_NORMAL)
  *
- * Pipelining: while one batch is being written and synced, new proposals
- * collect into the next batch (the WAL double-buffers), so one sync covers
- * everything that arrived during the previous one. One RWF_DSYNC write
- * instead of a write linked to an fdatasync: one operation for io_uring to
- * run instead of two, measured at twice the Put throughput. Nobody hears
- * OK before the write that covers their entry has completed; a failed or
- * short write ends the process (it never retries and goes on).
+ *   OFFSET SIZE MEANING
+ *   0      8    proposer: the member ID that proposed it (little-endian)
+ *   8      8    seq: that member's proposal number, 0 if nobody waits
+ *   16     n    the request, as apply.c documents it ([type][protobuf])
+ *
+ * An empty entry is a new leader's (Raft §5.4.2). The proposer recognises
+ * its own entries when it applies them, whoever was leader, and answers
+ * the client waiting on that number (pending.c).
+ *
+ * WAL RECORDS: each Raft entry is stored as a WAL entry whose data is one
+ * byte of Raft entry type followed by the entry data above.
+ *
+ * Reads: with more than one member, a linearizable read is held by its
+ * shard and sent here; all reads that arrive in one loop turn share one
+ * ReadIndex round (raft_read_index), and go back to their shards once
+ * the applied index has reached the round's index.
  *
  * Thread: shard 0's only. The member figures it publishes (term, commit,
- * applied, db size) are atomics read by every shard.
+ * applied, leader, db size, cluster size) are atomics read by every shard.
  */
 #include "core.h"
 
 #include "autocompact.h"
-#include "rpc.pb-c.h"
+#include "le.h"
 #include "mvcc.h"
+#include "peer.h"
+#include "pending.h"
+#include "roster.h"
+#include "rpc.pb-c.h"
 #include "snapshot.h"
 #include "wal.h"
 
@@ -41,12 +53,24 @@
 enum core_op {
     CORE_OP_WAL_WRITE = SHARD_OP_CORE_BASE,
     CORE_OP_TIMER = SHARD_OP_CORE_BASE + 1,
+    CORE_OP_TICK = SHARD_OP_CORE_BASE + 2,
 };
 
 #define COMPACT_STEP_KEYS 2048u /* keys examined per compaction step (per turn) */
 
-#define CORE_BATCH_ENTRIES_MAX 8192u
-#define CORE_BATCH_BYTES_MAX   (32u << 20)
+#define CORE_TURN_PROPOSALS_MAX 8192u       /* proposals taken from the shards per turn */
+#define CORE_TURN_BYTES_MAX     (32u << 20) /* proposal bytes taken per turn */
+#define CORE_WAITING_MAX        65536u      /* proposals/reads waiting for a leader */
+#define CORE_READ_ROUNDS_MAX    256u        /* ReadIndex rounds in flight */
+#define CORE_ENVELOPE_BYTES     16u
+#define CORE_SYNC_READIES_MAX   (1u << 24) /* bound of the start-up drive loop */
+
+/* etcd's messages for requests the cluster could not serve. */
+#define ERR_TIMEOUT        "etcdserver: request timed out"
+#define ERR_LEADER_CHANGED "etcdserver: leader changed"
+#define ERR_TOO_MANY       "etcdserver: too many requests"
+#define ERR_TOO_LARGE      "etcdserver: request is too large"
+#define ERR_REMOVED        "etcdserver: the member has been permanently removed from the cluster"
 
 struct msg_vec {
     struct shard_msg **v;
@@ -66,15 +90,54 @@ struct held_vec {
     size_t cap;
 };
 
+/* Raft messages that may leave only once a WAL batch is durable. */
+struct rmsg_vec {
+    struct raft_msg *v;
+    size_t n;
+    size_t cap;
+};
+
+/* What one WAL batch carries besides its bytes. */
+struct batch {
+    struct rmsg_vec durable; /* messages to send once it is durable */
+    uint64_t last_index;     /* last entry in it (0: none) */
+    uint64_t last_term;
+    size_t bytes;
+};
+
+/* One ReadIndex round: the reads of one loop turn. */
+struct read_round {
+    uint64_t ctx;
+    uint64_t index; /* the read index, once known */
+    bool indexed;
+    uint64_t deadline_ms;
+    struct msg_vec msgs;
+};
+
+/* Messages waiting (for a leader, with a deadline). */
+struct wait_vec {
+    struct shard_msg **v;
+    uint64_t *deadline_ms;
+    size_t n;
+    size_t cap;
+};
+
 struct core {
     struct shard_set *set;
+    struct peer_net *peers;
     struct wal *wal;
     struct snapshot *snap;
-    struct rpc_env env; /* with the core's own MVCC reader */
-    uint64_t term;
-    uint64_t last_index; /* last entry appended to the log */
+    struct raft *raft;
+    struct rpc_env env;        /* with the core's own MVCC reader */
+    struct roster roster;      /* the replicated member list */
+    struct roster_member self; /* this member's name and client URLs */
+    bool published;            /* our attributes were applied this run */
+    uint64_t publish_at_ms;    /* when to propose them (again) */
+    uint64_t id;
     uint64_t applied;
-    uint64_t snap_index;     /* last entry covered by the newest snapshot */
+    uint64_t applied_term;
+    uint64_t snap_index; /* last entry covered by the newest snapshot */
+    uint64_t snap_term;
     uint64_t snapshot_count; /* entries between snapshots */
     uint64_t snap_gen;       /* snapshots started so far */
     uint64_t snap_gen_done;  /* snapshots made durable so far */
@@ -82,14 +145,42 @@ struct core {
     uint64_t wal_bytes;      /* bytes made durable in the WAL since start */
     uint64_t snap_wal_mark;  /* wal_bytes when the newest snapshot started */
     bool compacting;         /* physical compaction has work left */
-    struct msg_vec next;     /* proposals in the WAL's pending batch */
-    struct msg_vec inflight; /* proposals in the batch being synced */
-    struct held_vec held;    /* replies waiting for compaction or a snapshot */
-    struct wal_write write;  /* the batch being synced */
+    uint64_t heartbeat_ms;
+    uint64_t request_timeout_ms;
+    uint64_t last_leader;
+    uint64_t last_term;
+    struct pending pending; /* proposals made here, waiting to apply */
+    struct wait_vec unled;  /* proposals waiting for a leader */
+    struct msg_vec reads;   /* reads of this turn, not yet in a round */
+    uint64_t reads_deadline_ms;
+    struct read_round rounds[CORE_READ_ROUNDS_MAX];
+    unsigned n_rounds;
+    uint64_t read_ctx;
+    struct held_vec held; /* replies waiting for compaction or a snapshot */
+    struct batch next;    /* goes with the WAL's pending batch */
+    struct batch inflight;
+    struct wal_write write; /* the batch being synced */
     bool write_inflight;
+    bool sync_mode; /* start-up: batches are written synchronously */
+    uint8_t *scratch;
+    size_t scratch_cap;
     struct core_auto autoc; /* auto-compaction */
     bool timer_armed;
     struct __kernel_timespec timer_ts;
+    bool tick_armed;
+    struct __kernel_timespec tick_ts;
+    /* Members the peer net could not reach, reported to Raft after the
+     * ready being carried out (no Raft call may come in between). */
+    uint64_t unreachable[RAFT_MEMBERS_MAX];
+    unsigned n_unreachable;
+    bool in_ready;
+    /* The hard state last added to the WAL, and a newer one that differs
+     * only in its commit index: that one waits for the next batch that
+     * carries entries (a commit index is a hint for restarts, and writing
+     * it alone would cost one more disk write per commit). */
+    struct raft_hardstate hs_written;
+    struct raft_hardstate hs_deferred;
+    bool hs_dirty;
 };
 
 static void fatal(const char *what, int res)
@@ -98,66 +189,799 @@ static void fatal(const char *what, int res)
     exit(1);
 }
 
-static int vec_push(struct msg_vec *v, struct shard_msg *m)
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void vec_push(struct msg_vec *v, struct shard_msg *m)
 {
     if (v->n == v->cap) {
-        size_t cap = v->cap != 0 ? v->cap * 2 : 256;
+        size_t cap = v->cap != 0 ? v->cap * 2 : 64;
         struct shard_msg **p = realloc(v->v, cap * sizeof(*p));
         if (p == NULL)
-            return -1;
+            fatal("out of memory queueing a request", -ENOMEM);
         v->v = p;
         v->cap = cap;
     }
     v->v[v->n++] = m;
-    return 0;
+}
+
+static void vec_free(struct msg_vec *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        shard_msg_free(v->v[i]);
+    free(v->v);
+    memset(v, 0, sizeof(*v));
+}
+
+static void *scratch(struct core *c, size_t n)
+{
+    if (n > c->scratch_cap) {
+        size_t cap = n < 4096 ? 4096 : n;
+        uint8_t *p = realloc(c->scratch, cap);
+        if (p == NULL)
+            fatal("out of memory", -ENOMEM);
+        c->scratch = p;
+        c->scratch_cap = cap;
+    }
+    return c->scratch;
 }
 
 static void publish(struct core *c)
 {
     struct rpc_member *m = c->env.member;
+    const struct raft_conf *conf = raft_conf(c->raft);
 
-    rpc_member_store(&m->raft_term, c->term);
-    rpc_member_store(&m->commit_index, c->applied);
+    rpc_member_store(&m->raft_term, raft_term(c->raft));
+    rpc_member_store(&m->commit_index, raft_commit_index(c->raft));
     rpc_member_store(&m->applied_index, c->applied);
-    rpc_member_store(&m->leader, m->member_id);
+    rpc_member_store(&m->leader, raft_leader(c->raft));
+    rpc_member_store(&m->cluster_size, conf->n_voters + conf->n_learners);
     rpc_member_store(&m->db_size_bytes,
                      wal_size_bytes(c->wal) + (c->snap != NULL ? snapshot_size_bytes(c->snap) : 0));
 }
 
-/* ---- replay ---- */
+/* ---- answering ---- */
+
+/* Sends a reply, unless nobody asked (stream 0: entries the shards or the
+ * core proposed on their own, such as an alarm or an auto-compaction). */
+static void answer(struct core *c, struct shard_msg *m)
+{
+    if (m->tag.stream_id == 0 || c->set == NULL)
+        shard_msg_free(m);
+    else
+        shard_core_reply(c->set, m);
+}
+
+static void refuse(struct core *c, struct shard_msg *m, int code, const char *message)
+{
+    free(m->data);
+    m->data = NULL;
+    m->len = 0;
+    m->kind = SHARD_MSG_REPLY;
+    m->code = code;
+    m->message = message;
+    answer(c, m);
+}
+
+static void hold(struct core *c, struct shard_msg *m, uint64_t snap_gen)
+{
+    if (c->held.n == c->held.cap) {
+        size_t cap = c->held.cap != 0 ? c->held.cap * 2 : 16;
+        struct held *v = realloc(c->held.v, cap * sizeof(*v));
+        if (v == NULL)
+            fatal("out of memory holding a reply", -ENOMEM);
+        c->held.v = v;
+        c->held.cap = cap;
+    }
+    c->held.v[c->held.n].m = m;
+    c->held.v[c->held.n].snap_gen = snap_gen;
+    c->held.n++;
+}
+
+/* Sends the held replies whose wait is over: compaction waiters once no
+ * compaction work is left, snapshot waiters once their snapshot is
+ * durable. */
+static void release_held(struct core *c)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < c->held.n; i++) {
+        struct held h = c->held.v[i];
+        bool ready = h.snap_gen == 0 ? !c->compacting : h.snap_gen <= c->snap_gen_done;
+        if (ready)
+            answer(c, h.m);
+        else
+            c->held.v[j++] = h;
+    }
+    c->held.n = j;
+}
+
+/* ---- Raft messages kept until a batch is durable ---- */
+
+static void rmsg_push(struct rmsg_vec *v, const struct raft_msg *m)
+{
+    struct raft_msg *d;
+
+    if (v->n == v->cap) {
+        size_t cap = v->cap != 0 ? v->cap * 2 : 16;
+        struct raft_msg *p = realloc(v->v, cap * sizeof(*p));
+        if (p == NULL)
+            fatal("out of memory keeping a message", -ENOMEM);
+        v->v = p;
+        v->cap = cap;
+    }
+    d = &v->v[v->n++];
+    *d = *m;
+    d->entries = NULL;
+    d->n_entries = 0;
+    if (m->n_entries == 0)
+        return;
+    /* Deep copy: entries point into Raft's memory until raft_advance(). */
+    size_t bytes = m->n_entries * sizeof(struct raft_entry);
+    for (uint32_t i = 0; i < m->n_entries; i++)
+        bytes += m->entries[i].len;
+    struct raft_entry *e = malloc(bytes);
+    if (e == NULL)
+        fatal("out of memory keeping a message", -ENOMEM);
+    uint8_t *p = (uint8_t *)(e + m->n_entries);
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        e[i] = m->entries[i];
+        if (e[i].len != 0)
+            memcpy(p, m->entries[i].data, e[i].len);
+        e[i].data = p;
+        p += e[i].len;
+    }
+    d->entries = e;
+    d->n_entries = m->n_entries;
+}
+
+static void note_unreachable(struct core *c, uint64_t id)
+{
+    for (unsigned i = 0; i < c->n_unreachable; i++)
+        if (c->unreachable[i] == id)
+            return;
+    if (c->n_unreachable < RAFT_MEMBERS_MAX)
+        c->unreachable[c->n_unreachable++] = id;
+}
+
+static void report_unreachable(struct core *c)
+{
+    for (unsigned i = 0; i < c->n_unreachable; i++)
+        raft_report_unreachable(c->raft, c->unreachable[i]);
+    c->n_unreachable = 0;
+}
+
+/* Snapshots are not sent to followers yet (Raft is never told of one, so
+ * it never asks); a SNAP message is reported as unreachable. */
+static void send_msg(struct core *c, const struct raft_msg *m)
+{
+    if (c->peers == NULL || m->to == c->id)
+        return;
+    if (m->type == RAFT_MSG_SNAP)
+        note_unreachable(c, m->to);
+    else
+        peer_send(c->peers, m);
+}
+
+static void rmsg_send_all(struct core *c, struct rmsg_vec *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        send_msg(c, &v->v[i]);
+        free((void *)v->v[i].entries);
+    }
+    v->n = 0;
+}
+
+static void propose_or_wait(struct core *c, struct shard_msg *m);
+
+/* ---- apply ---- */
+
+static void apply_result(struct core *c, struct shard_msg *m, struct rpc_result *r)
+{
+    if (r->side != NULL) {
+        /* An alarm the apply raised (quota): proposed, answered to nobody. */
+        struct shard_msg *s = calloc(1, sizeof(*s));
+        if (s != NULL) {
+            s->data = r->side;
+            s->len = r->side_len;
+            propose_or_wait(c, s);
+        } else {
+            free(r->side);
+        }
+        r->side = NULL;
+    }
+    if (m == NULL) {
+        free(r->body);
+        if (r->wait == RPC_WAIT_COMPACTION)
+            c->compacting = true;
+        return;
+    }
+    m->kind = SHARD_MSG_REPLY;
+    m->code = r->code;
+    m->message = r->message;
+    m->data = r->body;
+    m->len = r->len;
+    if (r->wait == RPC_WAIT_COMPACTION) {
+        c->compacting = true;
+        hold(c, m, 0);
+    } else {
+        answer(c, m);
+    }
+}
+
+static void peer_update(struct core *c, const struct roster_member *m)
+{
+    const char *urls[ROSTER_URLS_MAX];
+
+    if (c->peers == NULL || m->id == c->id)
+        return;
+    for (unsigned i = 0; i < m->n_peer_urls; i++)
+        urls[i] = m->peer_urls[i];
+    if (peer_set_member(c->peers, m->id, urls, m->n_peer_urls) != 0)
+        fprintf(stderr, "cetcd: peer %016llx: cannot use its peer URLs\n",
+                (unsigned long long)m->id);
+}
+
+/* A member's name and client URLs, published through the log. */
+static void apply_attrs(struct core *c, const struct raft_entry *e)
+{
+    const uint8_t *p = e->data + CORE_ENVELOPE_BYTES + 1;
+    size_t n = e->len - CORE_ENVELOPE_BYTES - 1;
+
+    if (roster_attrs_apply(&c->roster, p, n) != 0) {
+        fprintf(stderr, "cetcd: fatal: entry %llu: malformed member attributes\n",
+                (unsigned long long)e->index);
+        exit(1);
+    }
+    if (get_le64(e->data) == c->id)
+        c->published = true;
+}
+
+static void apply_normal(struct core *c, const struct raft_entry *e)
+{
+    struct shard_msg *m = NULL;
+    struct rpc_result r;
+
+    if (e->len == 0)
+        return; /* a new leader's empty entry */
+    if (e->len < CORE_ENVELOPE_BYTES + 1) {
+        fprintf(stderr, "cetcd: fatal: entry %llu is malformed\n", (unsigned long long)e->index);
+        exit(1);
+    }
+    if (get_le64(e->data) == c->id)
+        m = pending_take(&c->pending, get_le64(e->data + 8));
+    if (e->data[CORE_ENVELOPE_BYTES] == RPC_ENTRY_MEMBER_ATTR) {
+        apply_attrs(c, e);
+        if (m != NULL)
+            shard_msg_free(m);
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    if (rpc_apply(&c->env, e->data + CORE_ENVELOPE_BYTES, e->len - CORE_ENVELOPE_BYTES, m != NULL,
+                  &r) != 0) {
+        fprintf(stderr, "cetcd: fatal: entry %llu cannot be decoded\n",
+                (unsigned long long)e->index);
+        exit(1);
+    }
+    apply_result(c, m, &r);
+}
+
+/* A membership change: the context is an etcdserverpb.Member (ID, peer
+ * URLs, learner). Raft has already changed its own membership. */
+static void apply_conf(struct core *c, const struct raft_entry *e)
+{
+    struct raft_conf_change cc;
+    Etcdserverpb__Member *pb = NULL;
+    struct roster_member *m;
+
+    if (raft_conf_decode(e->data, e->len, &cc) != 0 ||
+        (cc.ctx_len != 0 &&
+         (pb = etcdserverpb__member__unpack(NULL, cc.ctx_len, cc.ctx)) == NULL)) {
+        fprintf(stderr, "cetcd: fatal: membership entry %llu is malformed\n",
+                (unsigned long long)e->index);
+        exit(1);
+    }
+    fprintf(stderr, "cetcd: membership change %u of member %016llx applied at %llu\n", cc.op,
+            (unsigned long long)cc.id, (unsigned long long)e->index);
+    switch (cc.op) {
+    case RAFT_CONF_ADD_VOTER:
+    case RAFT_CONF_ADD_LEARNER:
+        if (pb != NULL && roster_add(&c->roster, cc.id, NULL, (const char *const *)pb->peerurls,
+                                     (unsigned)pb->n_peerurls, cc.op == RAFT_CONF_ADD_LEARNER) != 0)
+            fprintf(stderr, "cetcd: member %016llx: cannot record it\n", (unsigned long long)cc.id);
+        if ((m = roster_find(&c->roster, cc.id)) != NULL)
+            peer_update(c, m);
+        break;
+    case RAFT_CONF_PROMOTE:
+        if ((m = roster_find(&c->roster, cc.id)) != NULL)
+            m->learner = false;
+        break;
+    case RAFT_CONF_REMOVE:
+        roster_remove(&c->roster, cc.id);
+        if (c->peers != NULL && cc.id != c->id)
+            peer_remove_member(c->peers, cc.id);
+        break;
+    default:
+        break;
+    }
+    if (pb != NULL)
+        etcdserverpb__member__free_unpacked(pb, NULL);
+}
+
+static void apply_entries(struct core *c, const struct raft_entry *v, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (v[i].type == RAFT_ENTRY_CONF)
+            apply_conf(c, &v[i]);
+        else
+            apply_normal(c, &v[i]);
+        c->applied = v[i].index;
+        c->applied_term = v[i].term;
+    }
+}
+
+/* ---- reads ---- */
+
+static void round_fail(struct core *c, struct read_round *rr, const char *message)
+{
+    for (size_t i = 0; i < rr->msgs.n; i++)
+        refuse(c, rr->msgs.v[i], RPC_UNAVAILABLE, message);
+    rr->msgs.n = 0;
+}
+
+static void round_drop(struct core *c, unsigned k)
+{
+    free(c->rounds[k].msgs.v);
+    c->rounds[k] = c->rounds[--c->n_rounds];
+    memset(&c->rounds[c->n_rounds], 0, sizeof(c->rounds[0]));
+}
+
+/* Starts one ReadIndex round for every read that arrived this turn. */
+static void start_reads(struct core *c)
+{
+    struct read_round *rr;
+
+    if (c->reads.n == 0 || c->n_rounds == CORE_READ_ROUNDS_MAX || raft_leader(c->raft) == RAFT_NONE)
+        return;
+    if (raft_read_index(c->raft, c->read_ctx + 1) != 0)
+        return; /* retried next turn, until the reads' deadline */
+    rr = &c->rounds[c->n_rounds++];
+    rr->ctx = ++c->read_ctx;
+    rr->indexed = false;
+    rr->deadline_ms = c->reads_deadline_ms;
+    rr->msgs = c->reads;
+    memset(&c->reads, 0, sizeof(c->reads));
+}
+
+static void read_indexed(struct core *c, const struct raft_read *rd)
+{
+    for (unsigned k = 0; k < c->n_rounds; k++) {
+        if (c->rounds[k].ctx == rd->ctx) {
+            c->rounds[k].index = rd->index;
+            c->rounds[k].indexed = true;
+        }
+    }
+}
+
+/* Sends back to their shards the reads whose index is applied. */
+static void serve_reads(struct core *c)
+{
+    unsigned k = 0;
+
+    while (k < c->n_rounds) {
+        struct read_round *rr = &c->rounds[k];
+        if (!rr->indexed || rr->index > c->applied) {
+            k++;
+            continue;
+        }
+        for (size_t i = 0; i < rr->msgs.n; i++) {
+            rr->msgs.v[i]->kind = SHARD_MSG_READ_GO;
+            rr->msgs.v[i]->code = RPC_OK;
+            answer(c, rr->msgs.v[i]);
+        }
+        rr->msgs.n = 0;
+        round_drop(c, k);
+    }
+}
+
+/* A new leader or term: rounds still without an index are lost. */
+static void reads_leader_changed(struct core *c)
+{
+    unsigned k = 0;
+
+    while (k < c->n_rounds) {
+        if (c->rounds[k].indexed) {
+            k++;
+            continue;
+        }
+        round_fail(c, &c->rounds[k], ERR_LEADER_CHANGED);
+        round_drop(c, k);
+    }
+}
+
+/* ---- the ready loop ---- */
+
+static void add_entries(struct core *c, const struct raft_entry *v, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *buf = scratch(c, 1 + (size_t)v[i].len);
+        buf[0] = v[i].type;
+        if (v[i].len != 0)
+            memcpy(buf + 1, v[i].data, v[i].len);
+        if (wal_add_entry(c->wal, v[i].term, v[i].index, buf, 1 + (size_t)v[i].len) != 0)
+            fatal("wal: entry too large", -E2BIG);
+        c->next.last_index = v[i].index;
+        c->next.last_term = v[i].term;
+    }
+}
+
+static void install_snapshot(struct core *c, const struct raft_snap_meta *meta)
+{
+    (void)c;
+    fprintf(stderr,
+            "cetcd: fatal: the leader sent a snapshot (index %llu); installing snapshots "
+            "from a leader is not supported by this version\n",
+            (unsigned long long)meta->index);
+    exit(1);
+}
+
+static void add_hardstate(struct core *c, const struct raft_hardstate *h)
+{
+    struct wal_hardstate hs = {h->term, h->vote, h->commit};
+
+    if (wal_add_hardstate(c->wal, &hs) != 0)
+        fatal("wal: hard state", -EIO);
+    c->hs_written = *h;
+    c->hs_dirty = false;
+}
+
+/* A new term or vote is written at once (messages depend on it); a new
+ * commit index alone rides with the next entries. The hard state goes
+ * before the entries of its ready: a torn batch keeps a prefix. */
+static void persist_state(struct core *c, const struct raft_ready *rd)
+{
+    if (rd->hs_changed) {
+        if (rd->hs.term != c->hs_written.term || rd->hs.vote != c->hs_written.vote) {
+            add_hardstate(c, &rd->hs);
+        } else {
+            c->hs_deferred = rd->hs;
+            c->hs_dirty = true;
+        }
+    }
+    if (rd->n_entries != 0 && c->hs_dirty)
+        add_hardstate(c, &c->hs_deferred);
+    add_entries(c, rd->entries, rd->n_entries);
+}
+
+static void handle_ready(struct core *c, const struct raft_ready *rd)
+{
+    if (rd->has_snap)
+        install_snapshot(c, &rd->snap);
+    persist_state(c, rd);
+    for (uint32_t i = 0; i < rd->n_msgs; i++)
+        send_msg(c, &rd->msgs[i]);
+    for (uint32_t i = 0; i < rd->n_msgs_durable; i++)
+        rmsg_push(&c->next.durable, &rd->msgs_durable[i]);
+    apply_entries(c, rd->committed, rd->n_committed);
+    for (uint32_t i = 0; i < rd->n_reads; i++)
+        read_indexed(c, &rd->reads[i]);
+    if (rd->leader != c->last_leader || rd->term != c->last_term) {
+        if (rd->leader != c->last_leader)
+            fprintf(stderr, "cetcd: raft: term %llu, leader %016llx\n",
+                    (unsigned long long)rd->term, (unsigned long long)rd->leader);
+        c->last_leader = rd->leader;
+        c->last_term = rd->term;
+        reads_leader_changed(c);
+    }
+}
+
+/* The batch in flight is durable: its messages may leave, and Raft
+ * learns its entries are durable here. */
+static void batch_durable(struct core *c)
+{
+    wal_batch_done(c->wal);
+    c->wal_bytes += c->inflight.bytes;
+    rmsg_send_all(c, &c->inflight.durable);
+    if (c->inflight.last_index != 0)
+        raft_persisted(c->raft, c->inflight.last_index, c->inflight.last_term);
+    c->inflight.last_index = 0;
+    c->write_inflight = false;
+}
+
+/* Hands the pending batch to io_uring (or, at start-up, writes it now).
+ * With nothing to write and nothing in flight, durable messages leave at
+ * once: everything they vouch for is already durable. */
+static void submit_batch(struct core *c)
+{
+    struct batch tmp;
+    char err[256];
+    int rv;
+
+    if (c->write_inflight)
+        return;
+    rv = wal_batch_prepare(c->wal, &c->write, err, sizeof(err));
+    if (rv < 0) {
+        fprintf(stderr, "cetcd: fatal: %s\n", err);
+        exit(1);
+    }
+    if (rv == 0) {
+        rmsg_send_all(c, &c->next.durable);
+        return;
+    }
+    tmp = c->inflight;
+    c->inflight = c->next;
+    c->next = tmp;
+    c->next.durable.n = 0;
+    c->next.last_index = 0;
+    c->inflight.bytes = c->write.len;
+    c->write_inflight = true;
+    if (c->sync_mode) {
+        if (pwrite(c->write.fd, c->write.buf, c->write.len, (off_t)c->write.offset) !=
+                (ssize_t)c->write.len ||
+            fdatasync(c->write.fd) != 0)
+            fatal("wal write", -errno);
+        batch_durable(c);
+        return;
+    }
+    struct io_uring_sqe *sqe = ring_sqe(shard_core_loop(c->set));
+    io_uring_prep_write(sqe, c->write.fd, c->write.buf, (unsigned)c->write.len, c->write.offset);
+    sqe->rw_flags = RWF_DSYNC;
+    io_uring_sqe_set_data64(sqe, ring_ud(CORE_OP_WAL_WRITE, 0, 0));
+}
+
+/* Carries out every ready Raft has. */
+static void drive(struct core *c)
+{
+    struct raft_ready rd;
+
+    while (raft_ready(c->raft, &rd)) {
+        c->in_ready = true;
+        handle_ready(c, &rd);
+        c->in_ready = false;
+        raft_advance(c->raft);
+        report_unreachable(c);
+    }
+}
+
+/* ---- proposals ---- */
+
+/* Proposes m (a request from a shard, or the core's own with stream 0).
+ * Returns false if there is no leader to take it (m untouched). */
+static bool propose(struct core *c, struct shard_msg *m)
+{
+    uint64_t seq = 0;
+    uint8_t *buf;
+    int rv;
+
+    if (m->tag.stream_id != 0) {
+        seq = pending_add(&c->pending, m, now_ms() + c->request_timeout_ms);
+        if (seq == 0) {
+            refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
+            return true;
+        }
+    }
+    buf = scratch(c, CORE_ENVELOPE_BYTES + m->len);
+    put_le64(buf, c->id);
+    put_le64(buf + 8, seq);
+    memcpy(buf + CORE_ENVELOPE_BYTES, m->data, m->len);
+    rv = raft_propose(c->raft, buf, CORE_ENVELOPE_BYTES + m->len);
+    if (rv == RAFT_ERR_NO_LEADER || rv == RAFT_ERR_TRANSFERRING) {
+        if (seq != 0)
+            pending_take(&c->pending, seq);
+        return false;
+    }
+    free(m->data);
+    m->data = NULL;
+    m->len = 0;
+    if (rv == 0) {
+        if (seq == 0)
+            shard_msg_free(m);
+        return true;
+    }
+    if (seq != 0)
+        pending_take(&c->pending, seq);
+    if (rv == RAFT_ERR_TOO_LARGE)
+        refuse(c, m, RPC_INVALID_ARGUMENT, ERR_TOO_LARGE);
+    else if (rv == RAFT_ERR_REMOVED)
+        refuse(c, m, RPC_UNAVAILABLE, ERR_REMOVED);
+    else
+        refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
+    return true;
+}
+
+static void wait_push(struct core *c, struct shard_msg *m, uint64_t deadline_ms)
+{
+    struct wait_vec *w = &c->unled;
+
+    if (w->n == CORE_WAITING_MAX) {
+        refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
+        return;
+    }
+    if (w->n == w->cap) {
+        size_t cap = w->cap != 0 ? w->cap * 2 : 64;
+        struct shard_msg **v = realloc(w->v, cap * sizeof(*v));
+        uint64_t *d = v != NULL ? realloc(w->deadline_ms, cap * sizeof(*d)) : NULL;
+        if (v == NULL || d == NULL)
+            fatal("out of memory queueing a request", -ENOMEM);
+        w->v = v;
+        w->deadline_ms = d;
+        w->cap = cap;
+    }
+    w->v[w->n] = m;
+    w->deadline_ms[w->n] = deadline_ms;
+    w->n++;
+}
+
+static void propose_or_wait(struct core *c, struct shard_msg *m)
+{
+    if (c->unled.n != 0 || !propose(c, m))
+        wait_push(c, m, now_ms() + c->request_timeout_ms);
+}
+
+/* Proposals that waited for a leader: proposed in order once there is
+ * one; answered "request timed out" past their deadline. */
+static void retry_unled(struct core *c, uint64_t now)
+{
+    struct wait_vec *w = &c->unled;
+    size_t i = 0;
+    size_t j;
+
+    if (w->n == 0)
+        return;
+    if (raft_leader(c->raft) != RAFT_NONE) {
+        while (i < w->n && propose(c, w->v[i]))
+            i++;
+    }
+    for (j = 0; i < w->n; i++) {
+        if (w->deadline_ms[i] <= now) {
+            refuse(c, w->v[i], RPC_UNAVAILABLE, ERR_TIMEOUT);
+            continue;
+        }
+        w->v[j] = w->v[i];
+        w->deadline_ms[j] = w->deadline_ms[i];
+        j++;
+    }
+    w->n = j;
+}
+
+/* Defragment: answer once a snapshot started after this request is
+ * durable (a new one is started now, or right after the running one). */
+static void local_defrag(struct core *c, struct shard_msg *m)
+{
+    struct rpc_result r;
+
+    free(m->data);
+    m->data = NULL;
+    m->len = 0;
+    rpc_defragment_reply(&c->env, &r);
+    m->code = r.code;
+    m->message = r.message;
+    m->data = r.body;
+    m->len = r.len;
+    c->snap_wanted = true;
+    hold(c, m, c->snap_gen + 1);
+}
+
+static void take(struct core *c, struct shard_msg *m)
+{
+    uint8_t type = m->len > 0 ? m->data[0] : RPC_ENTRY_NOOP;
+
+    if (type == RPC_LOCAL_DEFRAG) {
+        local_defrag(c, m);
+    } else if (type == RPC_LOCAL_MEMBER_LIST) {
+        free(m->data);
+        m->data = roster_member_list(&c->roster, c->env.member->cluster_id, c->id,
+                                     raft_term(c->raft), &m->len);
+        m->code = m->data != NULL ? RPC_OK : RPC_RESOURCE_EXHAUSTED;
+        m->message = m->data != NULL ? NULL : "etcdserver: out of memory";
+        answer(c, m);
+    } else if (type == RPC_LOCAL_READ) {
+        if (c->reads.n == 0)
+            c->reads_deadline_ms = now_ms() + c->request_timeout_ms;
+        vec_push(&c->reads, m);
+    } else {
+        propose_or_wait(c, m);
+    }
+}
+
+static void drain(struct core *c)
+{
+    unsigned n = shard_set_count(c->set);
+    unsigned taken = 0;
+    size_t bytes = 0;
+    struct shard_msg *m;
+
+    for (unsigned k = 0; k < n; k++) {
+        while (taken < CORE_TURN_PROPOSALS_MAX && bytes < CORE_TURN_BYTES_MAX &&
+               (m = shard_core_pop(c->set, k)) != NULL) {
+            taken++;
+            bytes += m->len;
+            take(c, m);
+        }
+    }
+}
+
+/* Once per tick: requests past their deadline are answered. */
+static void expire(struct core *c, uint64_t now)
+{
+    struct shard_msg *m;
+    unsigned k = 0;
+
+    while ((m = pending_expired(&c->pending, now)) != NULL)
+        refuse(c, m, RPC_UNAVAILABLE, ERR_TIMEOUT);
+    retry_unled(c, now);
+    while (k < c->n_rounds) {
+        if (c->rounds[k].deadline_ms > now) {
+            k++;
+            continue;
+        }
+        round_fail(c, &c->rounds[k], ERR_TIMEOUT);
+        round_drop(c, k);
+    }
+    if (c->reads.n != 0 && c->reads_deadline_ms <= now) {
+        for (size_t i = 0; i < c->reads.n; i++)
+            refuse(c, c->reads.v[i], RPC_UNAVAILABLE, ERR_TIMEOUT);
+        c->reads.n = 0;
+    }
+}
+
+/* ---- start-up ---- */
+
+/* The log read back from the WAL, before Raft exists to take it. */
+struct replay {
+    struct core *c;
+    struct raft_entry *v;
+    size_t n;
+    size_t cap;
+    struct raft_hardstate hs;
+};
 
 static int replay_entry(void *arg, const struct wal_entry *e)
 {
-    struct core *c = arg;
-    struct rpc_result r;
+    struct replay *r = arg;
+    struct raft_entry *x;
+    uint8_t *data;
 
-    if (e->index <= c->snap_index) { /* the snapshot already holds it */
-        if (e->term > c->term)
-            c->term = e->term;
-        return 0;
-    }
-    if (e->index != c->last_index + 1) {
-        fprintf(stderr, "cetcd: wal: entry index %llu follows %llu\n", (unsigned long long)e->index,
-                (unsigned long long)c->last_index);
+    if (e->index <= r->c->snap_index)
+        return 0; /* the snapshot already holds it */
+    if (e->len < 1 || ((const uint8_t *)e->data)[0] > RAFT_ENTRY_CONF) {
+        fprintf(stderr, "cetcd: wal: entry %llu has no Raft entry type\n",
+                (unsigned long long)e->index);
         return -1;
     }
-    if (rpc_apply(&c->env, e->data, e->len, false, &r) != 0) {
-        fprintf(stderr, "cetcd: wal: entry %llu cannot be decoded\n", (unsigned long long)e->index);
-        return -1;
+    if (r->n == r->cap) {
+        size_t cap = r->cap != 0 ? r->cap * 2 : 1024;
+        x = realloc(r->v, cap * sizeof(*x));
+        if (x == NULL)
+            return -1;
+        r->v = x;
+        r->cap = cap;
     }
-    c->last_index = e->index;
-    c->applied = e->index;
-    if (e->term > c->term)
-        c->term = e->term;
+    data = malloc(e->len);
+    if (data == NULL)
+        return -1;
+    memcpy(data, e->data, e->len);
+    x = &r->v[r->n++];
+    x->term = e->term;
+    x->index = e->index;
+    x->type = data[0];
+    x->len = (uint32_t)(e->len - 1);
+    x->data = data + 1;
     return 0;
 }
 
 static int replay_hardstate(void *arg, const struct wal_hardstate *hs)
 {
-    struct core *c = arg;
+    struct replay *r = arg;
 
-    if (hs->term > c->term)
-        c->term = hs->term;
+    r->hs.term = hs->term;
+    r->hs.vote = hs->vote;
+    r->hs.commit = hs->commit;
     return 0;
 }
 
@@ -166,34 +990,11 @@ static const struct wal_replay_ops replay_ops = {
     .hardstate = replay_hardstate,
 };
 
-/* A new term as leader: the hard state, then an empty entry of the term. */
-static int start_term(struct core *c, char *err, size_t err_len)
+static void replay_free(struct replay *r)
 {
-    static const uint8_t noop[1] = {RPC_ENTRY_NOOP};
-    struct wal_hardstate hs;
-
-    c->term++;
-    hs.term = c->term;
-    hs.vote = c->env.member->member_id;
-    hs.commit = c->last_index;
-    if (wal_add_hardstate(c->wal, &hs) != 0 ||
-        wal_add_entry(c->wal, c->term, c->last_index + 1, noop, sizeof(noop)) != 0) {
-        snprintf(err, err_len, "wal: cannot record the new term");
-        return -1;
-    }
-    if (wal_batch_sync(c->wal, err, err_len) != 0)
-        return -1;
-    c->last_index++;
-    c->applied = c->last_index;
-    return 0;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (size_t i = 0; i < r->n; i++)
+        free((uint8_t *)r->v[i].data - 1);
+    free(r->v);
 }
 
 static int make_dirs(const char *data_dir, char *wal_dir, size_t len, char *err, size_t err_len)
@@ -223,11 +1024,97 @@ static int load_snapshot(struct core *c, const char *data_dir, char *err, size_t
         return -1;
     if (found) {
         c->snap_index = pt.index;
-        c->last_index = pt.index;
+        c->snap_term = pt.term;
         c->applied = pt.index;
-        c->term = pt.term;
+        c->applied_term = pt.term;
         rpc_member_store(&c->env.member->alarms, pt.alarms);
+        if (pt.cluster != NULL && roster_decode(&c->roster, pt.cluster, pt.cluster_len) != 0) {
+            free(pt.cluster);
+            snprintf(err, err_len, "snapshot: the member list in it is malformed");
+            return -1;
+        }
+        free(pt.cluster);
     }
+    return 0;
+}
+
+static struct raft_config raft_cfg(const struct core *c, const struct core_config *cfg)
+{
+    struct raft_config rc = {
+        .id = c->id,
+        .heartbeat_ticks = 1,
+        .seed = c->id ^ (uint64_t)now_ms(),
+        .max_inflight = 256,
+        .max_msg_bytes = 1u << 20,
+        .max_apply_bytes = 64u << 20,
+        .pre_vote = true,
+        .check_quorum = true,
+    };
+    uint64_t ticks = cfg->election_ms / c->heartbeat_ms;
+
+    rc.election_ticks = (uint32_t)(ticks < 2 ? 2 : ticks);
+    return rc;
+}
+
+/* Creates Raft from the snapshot and the replayed log. */
+static int start_raft(struct core *c, const struct core_config *cfg, struct replay *rp)
+{
+    struct raft_config rc = raft_cfg(c, cfg);
+    struct raft_boot boot = {.hs = rp->hs};
+
+    boot.snap.index = c->snap_index;
+    boot.snap.term = c->snap_term;
+    roster_conf(&c->roster, &boot.snap.conf);
+    /* A snapshot may be newer than the last durable commit record. */
+    if (boot.hs.commit < c->snap_index)
+        boot.hs.commit = c->snap_index;
+    if (boot.hs.term < c->snap_term)
+        boot.hs.term = c->snap_term;
+    c->hs_written = boot.hs;
+    c->raft = raft_new(&rc, &boot);
+    if (c->raft == NULL)
+        return -1;
+    for (size_t i = 0; i < rp->n; i++) {
+        if (raft_load(c->raft, &rp->v[i]) != 0) {
+            fprintf(stderr, "cetcd: wal: entry %llu does not follow the log\n",
+                    (unsigned long long)rp->v[i].index);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Start-up: applies what was committed, and a sole voter makes itself
+ * leader, with every write synchronous (no loop runs yet). */
+static void drive_sync(struct core *c)
+{
+    const struct raft_conf *conf = raft_conf(c->raft);
+
+    c->sync_mode = true;
+    if (conf->n_voters == 1 && conf->voters[0] == c->id)
+        raft_campaign(c->raft);
+    for (unsigned i = 0; i < CORE_SYNC_READIES_MAX && raft_has_ready(c->raft); i++) {
+        drive(c);
+        submit_batch(c);
+    }
+    c->next.durable.n = 0; /* no peer is connected yet: Raft resends */
+    c->sync_mode = false;
+}
+
+/* The initial member list; a snapshot replaces it (load_snapshot). */
+static int boot_roster(struct core *c, const struct core_config *cfg, char *err, size_t err_len)
+{
+    struct roster_member *self;
+
+    if (cfg->initial != NULL)
+        c->roster = *cfg->initial;
+    self = roster_find(&c->roster, c->id);
+    if (self == NULL) {
+        snprintf(err, err_len, "member %016llx is not in the initial cluster",
+                 (unsigned long long)c->id);
+        return -1;
+    }
+    c->self = *self;
     return 0;
 }
 
@@ -235,43 +1122,42 @@ int core_open(struct core **out, const char *data_dir, const struct core_config 
               struct rpc_env *env, char *err, size_t err_len)
 {
     struct core *c = calloc(1, sizeof(*c));
+    struct replay rp = {.c = c};
     struct wal_info info;
     char wal_dir[4096];
 
     if (c == NULL)
         return -1;
     c->env = *env;
+    c->id = env->member->member_id;
     c->snapshot_count = cfg->snapshot_count != 0 ? cfg->snapshot_count : 1;
-    if (make_dirs(data_dir, wal_dir, sizeof(wal_dir), err, err_len) != 0 ||
-        load_snapshot(c, data_dir, err, err_len) != 0 ||
-        wal_open(wal_dir, &replay_ops, c, &c->wal, &info, err, err_len) != 0) {
-        snapshot_fini(c->snap);
+    c->heartbeat_ms = cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : 100;
+    c->request_timeout_ms = 5000 + 2 * (cfg->election_ms != 0 ? cfg->election_ms : 1000);
+    if (boot_roster(c, cfg, err, err_len) != 0) {
         free(c);
         return -1;
     }
+    if (pending_init(&c->pending, ((uint64_t)time(NULL) << 24) | 1) != 0 ||
+        make_dirs(data_dir, wal_dir, sizeof(wal_dir), err, err_len) != 0 ||
+        load_snapshot(c, data_dir, err, err_len) != 0 ||
+        wal_open(wal_dir, &replay_ops, &rp, &c->wal, &info, err, err_len) != 0 ||
+        start_raft(c, cfg, &rp) != 0) {
+        if (err[0] == '\0')
+            snprintf(err, err_len, "cannot start Raft from the data dir");
+        replay_free(&rp);
+        core_close(c);
+        return -1;
+    }
+    replay_free(&rp);
     autoc_init(&c->autoc, cfg->auto_period_ms, cfg->auto_revisions, now_ms(),
                mvcc_current_revision(c->env.store));
     if (info.torn_bytes > 0)
         fprintf(stderr, "cetcd: wal: cut a torn tail of %llu bytes\n",
                 (unsigned long long)info.torn_bytes);
-    if (start_term(c, err, err_len) != 0) {
-        wal_close(c->wal);
-        snapshot_fini(c->snap);
-        free(c);
-        return -1;
-    }
+    drive_sync(c);
     publish(c);
     *out = c;
     return 0;
-}
-
-static void vec_free(struct msg_vec *v)
-{
-    size_t i;
-
-    for (i = 0; i < v->n; i++)
-        shard_msg_free(v->v[i]);
-    free(v->v);
 }
 
 /* After the loops stopped (a batch still in flight was never made durable
@@ -281,241 +1167,105 @@ void core_close(struct core *c)
     if (c == NULL)
         return;
     snapshot_fini(c->snap);
-    wal_close(c->wal);
-    vec_free(&c->next);
-    vec_free(&c->inflight);
+    if (c->wal != NULL)
+        wal_close(c->wal);
+    if (c->raft != NULL)
+        raft_free(c->raft);
+    pending_fini(&c->pending);
+    for (size_t i = 0; i < c->unled.n; i++)
+        shard_msg_free(c->unled.v[i]);
+    free(c->unled.v);
+    free(c->unled.deadline_ms);
+    vec_free(&c->reads);
+    for (unsigned k = 0; k < c->n_rounds; k++)
+        vec_free(&c->rounds[k].msgs);
     for (size_t i = 0; i < c->held.n; i++)
         shard_msg_free(c->held.v[i].m);
     free(c->held.v);
+    for (size_t i = 0; i < c->next.durable.n; i++)
+        free((void *)c->next.durable.v[i].entries);
+    for (size_t i = 0; i < c->inflight.durable.n; i++)
+        free((void *)c->inflight.durable.v[i].entries);
+    free(c->next.durable.v);
+    free(c->inflight.durable.v);
+    free(c->scratch);
     free(c);
 }
 
-void core_attach(struct core *c, struct shard_set *set)
+void core_attach(struct core *c, struct shard_set *set, struct peer_net *peers)
 {
     c->set = set;
+    c->peers = peers;
+    for (unsigned i = 0; i < c->roster.n; i++)
+        peer_update(c, &c->roster.m[i]);
 }
 
-/* ---- the write path ---- */
-
-static void refuse(struct core *c, struct shard_msg *m, int code, const char *message)
+/* Once there is a leader, this member publishes its name and client URLs
+ * through the log (as etcd does at every start), again after a request
+ * timeout until it sees them applied. */
+static void publish_self(struct core *c, uint64_t now)
 {
-    free(m->data);
-    m->data = NULL;
-    m->len = 0;
-    m->code = code;
-    m->message = message;
-    shard_core_reply(c->set, m);
-}
-
-static void submit_batch(struct core *c)
-{
-    struct ring_loop *loop = shard_core_loop(c->set);
-    struct io_uring_sqe *sqe;
-    struct msg_vec tmp;
-    char err[256];
-    int rv;
-
-    if (c->write_inflight)
-        return;
-    rv = wal_batch_prepare(c->wal, &c->write, err, sizeof(err));
-    if (rv < 0) {
-        fprintf(stderr, "cetcd: fatal: %s\n", err);
-        exit(1);
-    }
-    if (rv == 0)
-        return;
-    tmp = c->inflight;
-    c->inflight = c->next;
-    c->next = tmp;
-    c->next.n = 0;
-    sqe = ring_sqe(loop);
-    io_uring_prep_write(sqe, c->write.fd, c->write.buf, (unsigned)c->write.len, c->write.offset);
-    sqe->rw_flags = RWF_DSYNC;
-    io_uring_sqe_set_data64(sqe, ring_ud(CORE_OP_WAL_WRITE, 0, 0));
-    c->write_inflight = true;
-}
-
-/* Sends a reply, unless nobody asked (stream 0: entries the shards or the
- * core proposed on their own, such as an alarm or an auto-compaction). */
-static void answer(struct core *c, struct shard_msg *m)
-{
-    if (m->tag.stream_id == 0)
-        shard_msg_free(m);
-    else
-        shard_core_reply(c->set, m);
-}
-
-static void hold(struct core *c, struct shard_msg *m, uint64_t snap_gen)
-{
-    if (c->held.n == c->held.cap) {
-        size_t cap = c->held.cap != 0 ? c->held.cap * 2 : 16;
-        struct held *v = realloc(c->held.v, cap * sizeof(*v));
-        if (v == NULL)
-            fatal("out of memory holding a reply", -ENOMEM);
-        c->held.v = v;
-        c->held.cap = cap;
-    }
-    c->held.v[c->held.n].m = m;
-    c->held.v[c->held.n].snap_gen = snap_gen;
-    c->held.n++;
-}
-
-/* Sends the held replies whose wait is over: compaction waiters once no
- * compaction work is left, snapshot waiters once their snapshot is
- * durable. */
-static void release_held(struct core *c)
-{
-    size_t i = 0;
-    size_t j = 0;
-
-    for (; i < c->held.n; i++) {
-        struct held h = c->held.v[i];
-        bool ready = h.snap_gen == 0 ? !c->compacting : h.snap_gen <= c->snap_gen_done;
-        if (ready)
-            answer(c, h.m);
-        else
-            c->held.v[j++] = h;
-    }
-    c->held.n = j;
-}
-
-static void apply_one(struct core *c, struct shard_msg *m)
-{
-    struct rpc_result r;
-
-    if (rpc_apply(&c->env, m->data, m->len, true, &r) != 0) {
-        /* Checked by the shard before proposing; cannot happen. */
-        fprintf(stderr, "cetcd: fatal: undecodable entry %llu\n",
-                (unsigned long long)c->applied + 1);
-        exit(1);
-    }
-    c->applied++;
-    free(m->data);
-    free(r.side);
-    m->code = r.code;
-    m->message = r.message;
-    m->data = r.body;
-    m->len = r.len;
-    if (r.wait == RPC_WAIT_COMPACTION) {
-        c->compacting = true;
-        hold(c, m, 0);
-    } else {
-        answer(c, m);
-    }
-}
-
-/* The in-flight batch is durable: commit and apply it, in order. */
-static void batch_durable(struct core *c)
-{
-    size_t i;
-
-    wal_batch_done(c->wal);
-    c->wal_bytes += c->write.len;
-    for (i = 0; i < c->inflight.n; i++)
-        apply_one(c, c->inflight.v[i]);
-    c->inflight.n = 0;
-    c->write_inflight = false;
-    publish(c);
-}
-
-/* Defragment: answer once a snapshot started after this request is
- * durable (a new one is started now, or right after the running one). */
-static void local_request(struct core *c, struct shard_msg *m)
-{
-    struct rpc_result r;
-
-    free(m->data);
-    m->data = NULL;
-    m->len = 0;
-    rpc_defragment_reply(&c->env, &r);
-    m->code = r.code;
-    m->message = r.message;
-    m->data = r.body;
-    m->len = r.len;
-    c->snap_wanted = true;
-    hold(c, m, c->snap_gen + 1);
-}
-
-static void drain(struct core *c)
-{
-    unsigned k;
-    unsigned n = shard_set_count(c->set);
     struct shard_msg *m;
 
-    for (k = 0; k < n; k++) {
-        while (c->next.n < CORE_BATCH_ENTRIES_MAX &&
-               wal_pending_bytes(c->wal) < CORE_BATCH_BYTES_MAX &&
-               (m = shard_core_pop(c->set, k)) != NULL) {
-            if (m->len > 0 && m->data[0] >= RPC_LOCAL_FIRST) {
-                local_request(c, m);
-                continue;
-            }
-            if (wal_add_entry(c->wal, c->term, c->last_index + 1, m->data, m->len) != 0) {
-                refuse(c, m, RPC_INVALID_ARGUMENT, "etcdserver: request is too large");
-                continue;
-            }
-            c->last_index++;
-            if (vec_push(&c->next, m) != 0)
-                fatal("out of memory queueing a proposal", -ENOMEM);
-        }
-    }
-}
-
-/* An entry the core proposes itself (auto-compaction): answered to
- * nobody. */
-static void propose_own(struct core *c, uint8_t *data, size_t len)
-{
-    struct shard_msg *m = calloc(1, sizeof(*m));
-
-    if (m == NULL) {
-        free(data);
+    if (c->published || raft_leader(c->raft) == RAFT_NONE || now < c->publish_at_ms)
+        return;
+    m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return;
+    m->data = roster_attrs_encode(&c->self, RPC_ENTRY_MEMBER_ATTR, &m->len);
+    if (m->data == NULL) {
+        free(m);
         return;
     }
-    m->data = data;
-    m->len = len;
-    if (wal_add_entry(c->wal, c->term, c->last_index + 1, data, len) != 0) {
-        shard_msg_free(m);
-        return;
-    }
-    c->last_index++;
-    if (vec_push(&c->next, m) != 0)
-        fatal("out of memory queueing a proposal", -ENOMEM);
+    c->publish_at_ms = now + c->request_timeout_ms;
+    propose_or_wait(c, m);
 }
+
+/* ---- timers and background work ---- */
 
 static void auto_compact(struct core *c)
 {
     Etcdserverpb__CompactionRequest req = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
     int64_t rev = autoc_tick(&c->autoc, now_ms(), mvcc_current_revision(c->env.store));
+    struct shard_msg *m;
     size_t n;
-    uint8_t *data;
 
-    if (rev <= 0 || rev <= mvcc_compact_revision(c->env.store))
+    if (rev <= 0 || rev <= mvcc_compact_revision(c->env.store) || raft_role(c->raft) != RAFT_LEADER)
         return;
     fprintf(stderr, "cetcd: auto-compaction at revision %lld\n", (long long)rev);
     req.revision = rev;
     n = etcdserverpb__compaction_request__get_packed_size(&req);
-    data = malloc(1 + n);
-    if (data == NULL)
+    m = calloc(1, sizeof(*m));
+    if (m == NULL || (m->data = malloc(1 + n)) == NULL) {
+        free(m);
         return;
-    data[0] = RPC_ENTRY_COMPACT;
-    etcdserverpb__compaction_request__pack(&req, data + 1);
-    propose_own(c, data, 1 + n);
+    }
+    m->data[0] = RPC_ENTRY_COMPACT;
+    etcdserverpb__compaction_request__pack(&req, m->data + 1);
+    m->len = 1 + n;
+    propose_or_wait(c, m);
 }
 
-static void arm_timer(struct core *c)
+static void arm_timeout(struct core *c, struct __kernel_timespec *ts, uint64_t ms, unsigned op)
 {
-    struct io_uring_sqe *sqe;
-    uint64_t ms;
+    struct io_uring_sqe *sqe = ring_sqe(shard_core_loop(c->set));
 
-    if (c->timer_armed || !autoc_enabled(&c->autoc))
-        return;
-    ms = autoc_wait_ms(&c->autoc, now_ms());
-    c->timer_ts.tv_sec = (long long)(ms / 1000u);
-    c->timer_ts.tv_nsec = (long long)(ms % 1000u) * 1000000;
-    sqe = ring_sqe(shard_core_loop(c->set));
-    io_uring_prep_timeout(sqe, &c->timer_ts, 0, 0);
-    io_uring_sqe_set_data64(sqe, ring_ud(CORE_OP_TIMER, 0, 0));
-    c->timer_armed = true;
+    ts->tv_sec = (long long)(ms / 1000u);
+    ts->tv_nsec = (long long)(ms % 1000u) * 1000000;
+    io_uring_prep_timeout(sqe, ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, ring_ud(op, 0, 0));
+}
+
+static void arm_timers(struct core *c)
+{
+    if (!c->timer_armed && autoc_enabled(&c->autoc)) {
+        arm_timeout(c, &c->timer_ts, autoc_wait_ms(&c->autoc, now_ms()), CORE_OP_TIMER);
+        c->timer_armed = true;
+    }
+    if (!c->tick_armed) {
+        arm_timeout(c, &c->tick_ts, c->heartbeat_ms, CORE_OP_TICK);
+        c->tick_armed = true;
+    }
 }
 
 /* --snapshot-count entries since the last snapshot, as etcd; and, unlike
@@ -529,13 +1279,31 @@ static bool snapshot_due(const struct core *c)
            c->wal_bytes - c->snap_wal_mark >= snapshot_size_bytes(c->snap);
 }
 
+/* A snapshot is durable: the WAL is released one snapshot behind (should
+ * the newest snapshot be damaged, the one before it still has its WAL).
+ * A sole member also drops the log it held in memory up to the snapshot;
+ * with followers the log stays, as they may still need it and snapshots
+ * are not yet sent to followers. */
+static void snapshot_durable(struct core *c, const struct snapshot_point *pt)
+{
+    char err[256];
+    const struct raft_conf *conf = raft_conf(c->raft);
+
+    if (c->snap_index != 0 && wal_release(c->wal, c->snap_index, err, sizeof(err)) < 0)
+        fprintf(stderr, "cetcd: wal release: %s\n", err);
+    c->snap_index = pt->index;
+    c->snap_term = pt->term;
+    if (conf->n_voters + conf->n_learners == 1)
+        raft_compact(c->raft, pt->index);
+    publish(c);
+}
+
 /* Bounded background work, once per turn: a compaction step, snapshot
- * completion (then the WAL behind it is released), a new snapshot every
- * --snapshot-count entries or when a defragment asks. */
+ * completion, a new snapshot every --snapshot-count entries or when a
+ * defragment asks. */
 static void background(struct core *c)
 {
     struct snapshot_point pt;
-    char err[256];
     int rv;
     bool was_compacting = c->compacting;
 
@@ -547,46 +1315,62 @@ static void background(struct core *c)
     rv = snapshot_poll(c->snap, &pt);
     if (rv != 0) {
         c->snap_gen_done++;
-        if (rv > 0) {
-            /* The WAL is released one snapshot behind: should the newest
-             * snapshot be damaged, the one before it still has its WAL. */
-            if (c->snap_index != 0 && wal_release(c->wal, c->snap_index, err, sizeof(err)) < 0)
-                fprintf(stderr, "cetcd: wal release: %s\n", err);
-            c->snap_index = pt.index;
-            publish(c);
-        } else {
+        if (rv > 0)
+            snapshot_durable(c, &pt);
+        else
             c->snap_wanted = true; /* failed: try again */
-        }
         release_held(c);
     }
-    if (!snapshot_busy(c->snap) && (c->snap_wanted || snapshot_due(c))) {
+    if (!snapshot_busy(c->snap) && c->applied > c->snap_index &&
+        (c->snap_wanted || snapshot_due(c))) {
         pt.index = c->applied;
-        pt.term = c->term;
+        pt.term = c->applied_term;
         pt.alarms = rpc_member_load(&c->env.member->alarms);
-        if (snapshot_start(c->snap, &pt) == 0) {
+        pt.cluster = roster_encode(&c->roster, &pt.cluster_len);
+        rv = pt.cluster != NULL ? snapshot_start(c->snap, &pt) : -1;
+        free(pt.cluster);
+        if (rv == 0) {
             c->snap_wal_mark = c->wal_bytes;
             c->snap_gen++;
             c->snap_wanted = false;
         }
+    } else if (c->snap_wanted && !snapshot_busy(c->snap) && c->applied == c->snap_index) {
+        /* Nothing new since the last snapshot: it is the fresh one. */
+        c->snap_gen++;
+        c->snap_gen_done++;
+        c->snap_wanted = false;
+        release_held(c);
     }
 }
+
+/* ---- the loop hooks ---- */
 
 static void core_turn(void *arg)
 {
     struct core *c = arg;
 
     drain(c);
+    if (c->unled.n != 0 && raft_leader(c->raft) != RAFT_NONE)
+        retry_unled(c, now_ms());
+    publish_self(c, now_ms());
+    start_reads(c);
+    drive(c);
+    serve_reads(c);
     background(c);
     submit_batch(c);
-    arm_timer(c);
+    if (c->peers != NULL)
+        peer_turn(c->peers, now_ms());
+    arm_timers(c);
+    publish(c);
     shard_core_flush(c->set);
 }
 
 static void core_cqe(void *arg, uint64_t ud, int res)
 {
     struct core *c = arg;
+    unsigned op = ring_ud_op(ud);
 
-    switch (ring_ud_op(ud)) {
+    switch (op) {
     case CORE_OP_WAL_WRITE:
         if (res < 0 || (size_t)res != c->write.len)
             fatal("wal write", res < 0 ? res : -EIO);
@@ -596,7 +1380,14 @@ static void core_cqe(void *arg, uint64_t ud, int res)
         c->timer_armed = false;
         auto_compact(c);
         break;
+    case CORE_OP_TICK:
+        c->tick_armed = false;
+        raft_tick(c->raft);
+        expire(c, now_ms());
+        break;
     default:
+        if (c->peers != NULL && op >= CORE_PEER_OP_BASE && op < CORE_PEER_OP_BASE + 8)
+            peer_cqe(c->peers, ud, res);
         break;
     }
 }
@@ -606,6 +1397,7 @@ static bool core_busy(void *arg)
     struct core *c = arg;
 
     return shard_core_replies_waiting(c->set) || c->compacting || snapshot_busy(c->snap) ||
+           raft_has_ready(c->raft) || (c->peers != NULL && peer_busy(c->peers)) ||
            (!c->write_inflight && wal_pending_bytes(c->wal) > 0);
 }
 
@@ -621,4 +1413,44 @@ const struct shard_core_ops core_ops = {
     .turn = core_turn,
     .cqe = core_cqe,
     .busy = core_busy,
+};
+
+/* ---- the peer net's callbacks ---- */
+
+static void on_peer_msg(void *arg, const struct raft_msg *m)
+{
+    struct core *c = *(struct core **)arg;
+
+    raft_step(c->raft, m);
+}
+
+static void on_peer_snapshot(void *arg, const struct raft_msg *m, const char *path)
+{
+    (void)arg;
+    (void)m;
+    unlink(path); /* installing a leader's snapshot is not supported yet */
+}
+
+static void on_snapshot_sent(void *arg, uint64_t to, bool ok)
+{
+    struct core *c = *(struct core **)arg;
+
+    raft_report_snapshot(c->raft, to, ok);
+}
+
+static void on_unreachable(void *arg, uint64_t to)
+{
+    struct core *c = *(struct core **)arg;
+
+    if (c->in_ready)
+        note_unreachable(c, to);
+    else
+        raft_report_unreachable(c->raft, to);
+}
+
+const struct peer_ops core_peer_ops = {
+    .on_msg = on_peer_msg,
+    .on_snapshot = on_peer_snapshot,
+    .on_snapshot_sent = on_snapshot_sent,
+    .on_unreachable = on_unreachable,
 };

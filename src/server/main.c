@@ -1,12 +1,15 @@
 /*
- * main.c — cetcd's entry point: reads the configuration, derives the
- * member and cluster IDs, opens the log (replaying it into the MVCC index),
- * binds the client listeners and runs the shards. The main thread becomes
+ * main.c — cetcd's entry point: reads the configuration, derives etcd's
+ * member and cluster IDs (members.h), opens the log (replaying it into the
+ * MVCC index), binds the client listeners and runs the shards. The main thread becomes
  * shard 0, the core.
  */
 #include "config.h"
 #include "core.h"
+#include "members.h"
 #include "mvcc.h"
+#include "peer.h"
+#include "roster.h"
 #include "rpc.h"
 #include "shard.h"
 
@@ -17,38 +20,27 @@
 
 #define CETCD_VERSION "0.1.0"
 
-/* FNV-1a, 64 bits: IDs derived from the cluster token and peer URLs, so a
- * member keeps its ID across restarts and every member computes the same. */
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    size_t i;
+/* etcd's member and cluster IDs (members.h), from the initial cluster
+ * config_load() already checked, so cetcd and etcd given the same flags
+ * report the same IDs. Before the URL lists are split in place. */
+static struct members ms; /* the initial cluster */
 
-    for (i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
+static int derive_ids(struct rpc_member *m, const struct config *cfg)
+{
+    const struct members_member *self;
+    char err[512];
+
+    if (members_bootstrap(&ms, cfg->name, cfg->initial_cluster, cfg->initial_advertise_peer_urls,
+                          cfg->initial_cluster_token,
+                          strcmp(cfg->initial_cluster_state, "existing") == 0, err,
+                          sizeof(err)) != 0 ||
+        (self = members_find_self(&ms, cfg->name)) == NULL) {
+        fprintf(stderr, "cetcd: %s\n", err);
+        return -1;
     }
-    return h;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static void derive_ids(struct rpc_member *m, const char *token)
-{
-    const char *urls[RPC_URLS_MAX];
-    uint64_t h = 0xcbf29ce484222325ull;
-    unsigned i;
-
-    memcpy(urls, m->peer_urls, sizeof(urls));
-    qsort(urls, m->n_peer_urls, sizeof(urls[0]), cmp_str);
-    for (i = 0; i < m->n_peer_urls; i++)
-        h = fnv1a(h, urls[i], strlen(urls[i]) + 1);
-    h = fnv1a(h, token, strlen(token));
-    m->member_id = h != 0 ? h : 1;
-    m->cluster_id = fnv1a(0xcbf29ce484222325ull ^ 0x5c, &m->member_id, sizeof(m->member_id));
+    m->member_id = self->id;
+    m->cluster_id = ms.cluster_id;
+    return 0;
 }
 
 static int setup_member(struct rpc_member *m, struct config *cfg, const char **listen,
@@ -59,13 +51,14 @@ static int setup_member(struct rpc_member *m, struct config *cfg, const char **l
     m->max_request_bytes = cfg->max_request_bytes;
     m->max_txn_ops = cfg->max_txn_ops;
     m->quota_bytes = cfg->quota_backend_bytes > 0 ? (uint64_t)cfg->quota_backend_bytes : 0;
+    if (derive_ids(m, cfg) != 0)
+        return -1;
     m->n_peer_urls =
         config_split_urls(cfg->initial_advertise_peer_urls, m->peer_urls, RPC_URLS_MAX);
     m->n_client_urls = config_split_urls(cfg->advertise_client_urls, m->client_urls, RPC_URLS_MAX);
     *n_listen = config_split_urls(cfg->listen_client_urls, listen, SHARD_LISTEN_MAX);
     if (m->n_peer_urls == 0 || m->n_client_urls == 0 || *n_listen == 0)
         return -1;
-    derive_ids(m, cfg->initial_cluster_token);
     return 0;
 }
 
@@ -78,21 +71,72 @@ static void on_signal(int sig)
         shard_set_stop(the_set);
 }
 
+/* The initial member list for the core: every member's name and peer
+ * URLs, and this member's client URLs. */
+static int initial_roster(struct roster *r, const struct rpc_member *self)
+{
+    memset(r, 0, sizeof(*r));
+    for (unsigned i = 0; i < ms.n; i++) {
+        const struct members_member *m = &ms.m[i];
+        const char *urls[MEMBERS_URLS_MAX];
+        for (unsigned j = 0; j < m->n_peer_urls; j++)
+            urls[j] = m->peer_urls[j];
+        if (roster_add(r, m->id, m->id == self->member_id ? m->name : "", urls, m->n_peer_urls,
+                       false) != 0)
+            return -1;
+    }
+    struct roster_member *me = roster_find(r, self->member_id);
+    if (me == NULL || self->n_client_urls > ROSTER_URLS_MAX)
+        return -1;
+    for (unsigned i = 0; i < self->n_client_urls; i++)
+        if (snprintf(me->client_urls[i], ROSTER_URL_BYTES, "%s", self->client_urls[i]) >=
+            ROSTER_URL_BYTES)
+            return -1;
+    me->n_client_urls = self->n_client_urls;
+    return 0;
+}
+
 /* Everything main() sets up, so one function can undo it on any path. */
 struct server {
     struct shard_set *set;
+    struct peer_net *peers;
     struct core *core;
     struct rpc_env env;
 };
 
 static void server_free(struct server *sv)
 {
+    peer_net_destroy(sv->peers);
     shard_set_destroy(sv->set);
     core_close(sv->core);
     if (sv->env.reader != NULL)
         mvcc_reader_unregister(sv->env.reader);
     if (sv->env.store != NULL)
         mvcc_destroy(sv->env.store);
+}
+
+/* Binds the peer listeners (so a busy port fails the start before the
+ * data dir is touched); the net runs on the core's loop. */
+static int start_peers(struct server *sv, struct config *cfg, const struct rpc_member *member)
+{
+    static char recv_dir[CONFIG_STR_MAX + 32];
+    struct peer_config pc = {
+        .self_id = member->member_id,
+        .cluster_id = member->cluster_id,
+        .loop = shard_core_loop(sv->set),
+        .op_base = CORE_PEER_OP_BASE,
+        .snap_recv_dir = recv_dir,
+        .bind_wait_ms = 3000, /* a member that just died may still hold its port */
+    };
+    char err[512];
+
+    snprintf(recv_dir, sizeof(recv_dir), "%s/member/snap", cfg->data_dir);
+    pc.n_listen_urls = config_split_urls(cfg->listen_peer_urls, pc.listen_urls, PEER_LISTEN_MAX);
+    if (peer_net_create(&sv->peers, &pc, &core_peer_ops, &sv->core, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cetcd: %s\n", err);
+        return -1;
+    }
+    return 0;
 }
 
 /* Binds the listeners, then opens the log and replays it. 0 or -1. */
@@ -115,14 +159,26 @@ static int server_start(struct server *sv, struct config *cfg, struct shard_conf
         fprintf(stderr, "cetcd: %s\n", sv->set == NULL ? err : "out of memory");
         return -1;
     }
-    struct core_config cc = {.snapshot_count = cfg->snapshot_count};
+    if (start_peers(sv, cfg, member) != 0)
+        return -1;
+    static struct roster initial;
+    if (initial_roster(&initial, member) != 0) {
+        fprintf(stderr, "cetcd: the initial cluster does not fit\n");
+        return -1;
+    }
+    struct core_config cc = {
+        .snapshot_count = cfg->snapshot_count,
+        .heartbeat_ms = cfg->heartbeat_interval_ms,
+        .election_ms = cfg->election_timeout_ms,
+        .initial = &initial,
+    };
     config_retention(cfg, &cc.auto_period_ms, &cc.auto_revisions);
     if (core_open(&sv->core, cfg->data_dir, &cc, &sv->env, err, sizeof(err)) != 0) {
         fprintf(stderr, "cetcd: %s\n", err);
         return -1;
     }
     shard_set_attach_core(sv->set, &core_ops, sv->core);
-    core_attach(sv->core, sv->set);
+    core_attach(sv->core, sv->set, sv->peers);
     return 0;
 }
 

@@ -40,7 +40,10 @@
  *           24     8  compact revision (int64)
  *           32     8  alarms: bit (1 << AlarmType) per active alarm of
  *                     this member (replicated state, as the KV data)
- *   Each type must occur exactly once; any other type fails the load.
+ *   3 CLUSTER (optional, at most SNAPSHOT_CLUSTER_BYTES_MAX): the cluster's
+ *     membership, in the core's encoding (core.c documents it).
+ *   MVCC and META must occur exactly once, CLUSTER at most once; any
+ *   other type fails the load.
  *
  * MVCC RECORD (uvarint = unsigned LEB128, at most 10 bytes; int64 fields
  * are stored as their uint64 two's-complement value)
@@ -89,6 +92,7 @@
 
 #define SEC_META           1u
 #define SEC_MVCC           2u
+#define SEC_CLUSTER        3u
 #define META_BYTES         40u
 #define VARINT_BYTES_MAX   10u
 #define REC_TAIL_BYTES_MAX (5 * VARINT_BYTES_MAX + 1)
@@ -118,7 +122,7 @@ struct snapshot {
     pthread_cond_t cv;
     enum job job;
     bool stop;
-    struct snapshot_point want; /* the point asked for */
+    struct snapshot_point want; /* the point asked for (its cluster: a copy we own) */
     int64_t want_rev;           /* the store's revision at that point */
 
     /* The snapshot thread only. */
@@ -288,6 +292,16 @@ static int write_meta(struct snap_writer *w, const struct meta *m)
     return snap_write_section_end(w);
 }
 
+static int write_cluster(struct snap_writer *w, const struct snapshot_point *pt)
+{
+    if (pt->cluster_len == 0)
+        return 0;
+    if (snap_write_section_begin(w, SEC_CLUSTER) != 0 ||
+        snap_write(w, pt->cluster, pt->cluster_len) != 0)
+        return -1;
+    return snap_write_section_end(w);
+}
+
 /* Walks the pinned view into the MVCC section, then leaves the read
  * section (as early as possible: it holds back memory reclamation). */
 static int write_mvcc(struct snapshot *s, struct snap_writer *w, struct meta *m, char *err,
@@ -331,7 +345,7 @@ static int write_snapshot(struct snapshot *s, const struct snapshot_point *pt, i
                m.rev, want_rev);
         goto fail;
     }
-    if (write_meta(w, &m) != 0) {
+    if (write_meta(w, &m) != 0 || write_cluster(w, pt) != 0) {
         seterr(err, err_len, "%s", snap_write_error(w));
         goto fail;
     }
@@ -453,6 +467,7 @@ void snapshot_fini(struct snapshot *s)
     pthread_join(s->thread, NULL);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    free(s->want.cluster);
     free(s);
 }
 
@@ -462,8 +477,19 @@ int snapshot_start(struct snapshot *s, const struct snapshot_point *pt)
 
     if (s->busy)
         return -1;
+    if (pt->cluster_len > SNAPSHOT_CLUSTER_BYTES_MAX)
+        return -1;
+    uint8_t *cluster = NULL;
+    if (pt->cluster_len != 0) {
+        cluster = malloc(pt->cluster_len);
+        if (cluster == NULL)
+            return -1;
+        memcpy(cluster, pt->cluster, pt->cluster_len);
+    }
     pthread_mutex_lock(&s->mu);
+    free(s->want.cluster);
     s->want = *pt;
+    s->want.cluster = cluster;
     s->want_rev = mvcc_current_revision(s->store);
     s->job = JOB_REQUESTED;
     pthread_cond_broadcast(&s->cv);
@@ -488,6 +514,8 @@ int snapshot_poll(struct snapshot *s, struct snapshot_point *done)
         return 0;
     if (s->job == JOB_DONE) {
         *done = s->want;
+        done->cluster = NULL;
+        done->cluster_len = 0;
         rv = 1;
     } else if (s->job == JOB_FAILED) {
         rv = -1;
@@ -564,7 +592,9 @@ struct load {
     struct snapshot *s;
     bool restore; /* second pass: feed the store */
     struct meta meta;
-    bool have_meta, have_mvcc;
+    bool have_meta, have_mvcc, have_cluster;
+    uint8_t *cluster; /* the CLUSTER section (last pass) */
+    size_t cluster_len;
     uint64_t records;
     int64_t max_mod;
     uint8_t *prev_key; /* first pass: order check */
@@ -748,6 +778,22 @@ static int load_meta(struct load *l, struct snap_reader *r, uint64_t len)
     return 0;
 }
 
+static int load_cluster(struct load *l, struct snap_reader *r, uint64_t len)
+{
+    uint8_t extra;
+
+    if (len == 0 || len > SNAPSHOT_CLUSTER_BYTES_MAX)
+        return load_fail(l, "CLUSTER section of %" PRIu64 " bytes", len);
+    free(l->cluster);
+    l->cluster = malloc((size_t)len);
+    l->cluster_len = (size_t)len;
+    if (l->cluster == NULL)
+        return load_fail(l, "out of memory");
+    if (snap_read_full(r, l->cluster, (size_t)len) != 0 || snap_read(r, &extra, 1) != 0)
+        return load_fail(l, "%s", snap_read_error(r));
+    return 0;
+}
+
 /* One pass over a file: reads every section and checks it all. */
 static int load_pass(struct load *l, const char *path)
 {
@@ -757,13 +803,16 @@ static int load_pass(struct load *l, const char *path)
     int rv;
 
     l->why[0] = '\0';
-    l->have_meta = l->have_mvcc = false;
+    l->have_meta = l->have_mvcc = l->have_cluster = false;
     l->records = 0;
     l->max_mod = 0;
     if (snap_read_open(&r, path, l->why, sizeof(l->why)) != 0)
         return -1;
     while ((rv = snap_read_section(r, &type, &len)) == 1) {
-        bool *seen = type == SEC_META ? &l->have_meta : type == SEC_MVCC ? &l->have_mvcc : NULL;
+        bool *seen = type == SEC_META      ? &l->have_meta
+                     : type == SEC_MVCC    ? &l->have_mvcc
+                     : type == SEC_CLUSTER ? &l->have_cluster
+                                           : NULL;
 
         if (seen == NULL || *seen) {
             rv = load_fail(l,
@@ -773,7 +822,9 @@ static int load_pass(struct load *l, const char *path)
             break;
         }
         *seen = true;
-        rv = type == SEC_META ? load_meta(l, r, len) : load_mvcc(l, r);
+        rv = type == SEC_META      ? load_meta(l, r, len)
+             : type == SEC_CLUSTER ? load_cluster(l, r, len)
+                                   : load_mvcc(l, r);
         if (rv != 0) {
             /* Records are decoded as they stream, before the section's
              * CRC is known: if the CRC is bad, that is the better reason. */
@@ -834,6 +885,9 @@ int snapshot_load(struct snapshot *s, struct snapshot_point *pt, bool *found, ch
     k = load_pick(s, &l, v, n, err, err_len);
     free(l.prev_key);
     l.prev_key = NULL;
+    free(l.cluster);
+    l.cluster = NULL;
+    l.cluster_len = 0;
     if (k < 0) {
         free(v);
         return -1;
@@ -845,12 +899,15 @@ int snapshot_load(struct snapshot *s, struct snapshot_point *pt, bool *found, ch
         rv = load_fail(&l, "restore failed");
     if (rv != 0) {
         seterr(err, err_len, "snapshot %s: %s (while restoring)", path, l.why);
+        free(l.cluster);
         free(v);
         return -1;
     }
     pt->index = l.meta.index;
     pt->term = l.meta.term;
     pt->alarms = l.meta.alarms;
+    pt->cluster = l.cluster;
+    pt->cluster_len = l.cluster_len;
     *found = true;
     if (stat(path, &st) == 0)
         __atomic_store_n(&s->size_bytes, (uint64_t)st.st_size, __ATOMIC_RELAXED);

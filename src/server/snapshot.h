@@ -28,7 +28,15 @@ struct snapshot_point {
     uint64_t index;  /* last Raft entry applied in it */
     uint64_t term;   /* that entry's term */
     uint64_t alarms; /* the member's active alarms then (bit per AlarmType) */
+    /* The cluster's membership as the core encodes it (opaque here, at
+     * most SNAPSHOT_CLUSTER_BYTES_MAX). snapshot_start() copies it;
+     * snapshot_load() returns a malloc'd copy the caller frees (NULL, 0
+     * when the file has none); snapshot_poll() leaves it NULL. */
+    uint8_t *cluster;
+    size_t cluster_len;
 };
+
+#define SNAPSHOT_CLUSTER_BYTES_MAX (1u << 20)
 
 /* Sets up snapshots for the data dir (creates member/snap 0700 if absent). */
 int snapshot_init(struct snapshot **out, const char *data_dir, struct mvcc_store *store, char *err,

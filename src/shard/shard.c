@@ -266,20 +266,52 @@ static void propose_side(struct shard *s, uint8_t *data, size_t len)
     s->core_needs_wake = true;
 }
 
-static void on_request(void *arg, struct rpc_conn *rc, int32_t sid, const char *path,
-                       const uint8_t *msg, size_t len)
+/* Dispatches a request; `linearized` when it is a read coming back from
+ * the core with its read index applied. */
+static void serve(struct shard_conn *c, int32_t sid, const char *path, const uint8_t *msg,
+                  size_t len, bool linearized)
 {
-    struct shard_conn *c = arg;
     struct shard *s = c->shard;
     struct rpc_result r;
 
+    s->env.linearized = linearized;
     rpc_dispatch(&s->env, path, msg, len, &r);
+    s->env.linearized = false;
     if (r.side != NULL)
         propose_side(s, r.side, r.side_len);
-    if (r.action == RPC_ACT_PROPOSE)
+    if (r.action == RPC_ACT_PROPOSE) {
         propose(s, c, sid, &r);
-    else
-        rpc_conn_reply(rc, sid, r.code, r.message, r.body, r.len);
+    } else if (r.action == RPC_ACT_READ_BARRIER) {
+        r.body = rpc_read_barrier_encode(path, msg, len, &r.len);
+        if (r.body == NULL)
+            rpc_conn_reply(c->rpc, sid, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory", NULL,
+                           0);
+        else
+            propose(s, c, sid, &r);
+    } else {
+        rpc_conn_reply(c->rpc, sid, r.code, r.message, r.body, r.len);
+    }
+}
+
+static void on_request(void *arg, struct rpc_conn *rc, int32_t sid, const char *path,
+                       const uint8_t *msg, size_t len)
+{
+    (void)rc;
+    serve(arg, sid, path, msg, len, false);
+}
+
+/* The core says a held read may run: its read index is applied here. */
+static void serve_held_read(struct shard_conn *c, struct shard_msg *m)
+{
+    char path[RPC_PATH_BYTES_MAX + 1];
+    const uint8_t *msg;
+    size_t len;
+
+    if (rpc_read_barrier_decode(m->data, m->len, path, sizeof(path), &msg, &len) != 0) {
+        rpc_conn_reply(c->rpc, m->tag.stream_id, RPC_INTERNAL, "cetcd: bad held read", NULL, 0);
+        return;
+    }
+    serve(c, m->tag.stream_id, path, msg, len, true);
 }
 
 static const struct rpc_conn_ops conn_ops = {.on_request = on_request};
@@ -393,7 +425,10 @@ static void deliver_replies(struct shard *s)
         if (s->awaiting > 0)
             s->awaiting--;
         c = conn_lookup(s, m->tag.slot, m->tag.gen);
-        if (c != NULL && !c->closing) {
+        if (c != NULL && !c->closing && m->kind == SHARD_MSG_READ_GO) {
+            serve_held_read(c, m);
+            conn_flush(c);
+        } else if (c != NULL && !c->closing) {
             rpc_conn_reply(c->rpc, m->tag.stream_id, m->code, m->message, m->data, m->len);
             m->data = NULL;
             conn_flush(c);

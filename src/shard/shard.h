@@ -48,9 +48,15 @@ struct shard_tag {
 
 /* One proposal (shard -> core) or reply (core -> shard). The receiver of a
  * message owns it and frees it with shard_msg_free(). */
+enum shard_msg_kind {
+    SHARD_MSG_REPLY = 0,   /* core -> shard: the answer to send */
+    SHARD_MSG_READ_GO = 1, /* core -> shard: the held read (data) may run now */
+};
+
 struct shard_msg {
     struct shard_tag tag;
     struct shard_msg *next; /* backlog link, owner thread only */
+    uint8_t kind;           /* core -> shard: enum shard_msg_kind */
     int code;               /* reply: enum rpc_code */
     const char *message;    /* reply: static error string */
     uint8_t *data;          /* proposal: entry payload; reply: response body */

@@ -178,16 +178,12 @@ e2e_node_cmd() {
 	url="http://127.0.0.1:$cp"
 	E2E_CMD=()
 	case "$kind" in
-	cetcd)
-		E2E_CMD=("$CETCD_BIN")
-		;;
-	etcd)
-		E2E_CMD=("$ETCD_BIN"
-			--listen-peer-urls "http://127.0.0.1:$pp"
-			--initial-cluster "${NODE_NAME[$id]}=${NODE_PEER_URL[$id]}"
-			--initial-cluster-state new)
-		;;
+	cetcd) E2E_CMD=("$CETCD_BIN") ;;
+	etcd) E2E_CMD=("$ETCD_BIN") ;;
 	esac
+	E2E_CMD+=(--listen-peer-urls "http://127.0.0.1:$pp"
+		--initial-cluster "${NODE_NAME[$id]}=${NODE_PEER_URL[$id]}"
+		--initial-cluster-state new)
 	E2E_CMD+=(--name "${NODE_NAME[$id]}"
 		--data-dir "${NODE_DIR[$id]}"
 		--listen-client-urls "$url"

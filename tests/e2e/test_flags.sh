@@ -2,10 +2,12 @@
 # tests/e2e/test_flags.sh: cetcd's command line and ETCD_* variables.
 #
 # cetcd takes etcd's flags (src/server/config.c): --name, --data-dir,
-# --listen-client-urls, --advertise-client-urls,
-# --initial-advertise-peer-urls, --initial-cluster-token,
-# --max-request-bytes, plus its own --shards N and --pin-shards, and --help,
-# --version. Each is also read from ETCD_ + the upper-cased name with '-'
+# --listen-client-urls, --advertise-client-urls, --listen-peer-urls,
+# --initial-advertise-peer-urls, --initial-cluster, --initial-cluster-state,
+# --initial-cluster-token, --heartbeat-interval, --election-timeout,
+# --strict-reconfig-check, --snapshot-count, --max-request-bytes,
+# --config-file (and wal-dir, max-snapshots, max-wals), plus its own
+# --shards N and --pin-shards, and --help, --version. Each is also read from ETCD_ + the upper-cased name with '-'
 # turned into '_'; a flag wins over its variable. The syntax is Go's flag
 # package: -flag, --flag, --flag=value, --flag value.
 #
@@ -21,7 +23,19 @@
 #    limit; --shards 1 (pinned) and --shards 3 both serve;
 #  - a client port already in use (by a plain socket, and by another cetcd)
 #    ends the start with a one-line error naming the address, not a hang
-#    and not a second server on the same port.
+#    and not a second server on the same port;
+#  - the cluster flags (src/server/members.c): every common mistake in
+#    --initial-cluster / --initial-advertise-peer-urls / the Raft timing
+#    flags gives etcd's message word for word and etcd's exit status,
+#    checked live against real etcd 3.4.23 run with the same flags (when
+#    it is installed; the expected text is also written out here);
+#  - --config-file (and ETCD_CONFIG_FILE): a YAML file with etcd's keys
+#    configures a server that serves; flags and ETCD_* variables are then
+#    ignored; unknown keys are ignored; bad YAML, wrong value types, a
+#    missing file give etcd's messages (live comparison too); a file over
+#    1 MiB is refused;
+#  - member and cluster IDs: cetcd and real etcd started with the same
+#    name, peer URL and token report the same IDs (endpoint status).
 #
 # Compared with real etcd 3.4.23 (Debian etcd-server), observed by hand:
 #  - `etcd --bogus`, `etcd -bogus=1`: stderr "flag provided but not defined:
@@ -42,12 +56,22 @@
 #    variable ETCD_BOGUS=1") and starts; cetcd ignores it silently.
 #  - `etcd -h` prints the usage and exits 0 (Go's flag package treats -h
 #    like -help); so does cetcd. `--` ends the flags in both.
+#  - Membership mistakes (name not in --initial-cluster, advertised URLs
+#    that differ from the entry, a URL given twice, a bad URL in
+#    --initial-cluster): etcd logs one "C | etcdmain: <message>" line and
+#    exits 1, after it has made its data dir; cetcd prints the same message
+#    and exits 1 before it makes anything. Validation errors ("error
+#    verifying flags, ...") exit 1 in both; flag syntax errors exit 2.
+#  - Deliberate difference: without --initial-cluster, etcd bootstraps
+#    "default=http://localhost:2380", so `etcd --name x` alone fails;
+#    cetcd uses <name>=<initial-advertise-peer-urls> instead.
 #  - A client port already in use: etcd fails before it touches its data
 #    dir ("listen tcp 127.0.0.1:P: bind: address already in use", exit 1).
 #    A port out of range (http://127.0.0.1:99999): etcd fails with "listen
 #    tcp: address 99999: invalid port".
 #
-# Environment: CETCD_BIN (set by meson). Real etcd is not needed.
+# Environment: CETCD_BIN (set by meson). Real etcd (ETCD_BIN) is used for
+# the live comparisons when installed; without it they are skipped.
 # shellcheck disable=SC2317 # helpers run through check, eval and e2e_on_cleanup
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -66,7 +90,11 @@ fi
 # The caller's environment must not configure the servers started here.
 FLAG_VARS=(ETCD_NAME ETCD_DATA_DIR ETCD_LISTEN_CLIENT_URLS ETCD_ADVERTISE_CLIENT_URLS
 	ETCD_INITIAL_ADVERTISE_PEER_URLS ETCD_INITIAL_CLUSTER_TOKEN ETCD_MAX_REQUEST_BYTES
-	ETCD_SHARDS ETCD_PIN_SHARDS ETCD_HELP ETCD_VERSION)
+	ETCD_SHARDS ETCD_PIN_SHARDS ETCD_HELP ETCD_VERSION ETCD_LISTEN_PEER_URLS ETCD_INITIAL_CLUSTER
+	ETCD_INITIAL_CLUSTER_STATE ETCD_HEARTBEAT_INTERVAL ETCD_ELECTION_TIMEOUT
+	ETCD_STRICT_RECONFIG_CHECK ETCD_CONFIG_FILE ETCD_WAL_DIR ETCD_MAX_SNAPSHOTS ETCD_MAX_WALS
+	ETCD_SNAPSHOT_COUNT ETCD_MAX_TXN_OPS ETCD_QUOTA_BACKEND_BYTES ETCD_AUTO_COMPACTION_MODE
+	ETCD_AUTO_COMPACTION_RETENTION)
 unset "${FLAG_VARS[@]}"
 
 FG_LIMIT_S=10 # a start that must fail gets this long to do so
@@ -270,10 +298,15 @@ check "-version: same output as --version" cmp -s "$E2E_TMP/version.out" "$E2E_T
 fg_run help "$E2E_TMP/info.cwd" -- --help
 check_eq "--help: exit status" 0 "$FG_RC"
 for f in name data-dir listen-client-urls advertise-client-urls initial-advertise-peer-urls \
-	initial-cluster-token max-request-bytes shards pin-shards help version; do
+	initial-cluster-token max-request-bytes shards pin-shards help version listen-peer-urls \
+	initial-cluster initial-cluster-state heartbeat-interval election-timeout \
+	strict-reconfig-check config-file; do
 	check "--help: lists --$f" grep -qE -- "--$f( |\$)" "$E2E_TMP/help.out"
 done
-for v in ETCD_NAME ETCD_DATA_DIR ETCD_MAX_REQUEST_BYTES ETCD_SHARDS; do
+check "--help: etcd's style, --heartbeat-interval '100'" \
+	grep -qxF -- "  --heartbeat-interval '100'" "$E2E_TMP/help.out"
+for v in ETCD_NAME ETCD_DATA_DIR ETCD_MAX_REQUEST_BYTES ETCD_SHARDS ETCD_INITIAL_CLUSTER \
+	ETCD_ELECTION_TIMEOUT ETCD_CONFIG_FILE; do
 	check "--help: names $v" grep -qw "$v" "$E2E_TMP/help.out"
 done
 check "--help: nothing on stderr" test ! -s "$E2E_TMP/help.err"
@@ -430,6 +463,332 @@ for n in 1 3; do
 	check_eq "--shards $n: each key read back on its own connection" 0 "$bad"
 	stop_node "sh$n"
 done
+
+# ------------------------------------------------ cluster flags vs etcd ---
+
+# etcd_message ERRFILE: the message in real etcd's stderr: the text after
+# "etcdmain: " on its first E/C log line, else its first line (flag syntax
+# errors, followed by the usage), with "etcd --help" read as "cetcd --help".
+etcd_message() {
+	local line
+	line="$(grep -m1 -E ' [EC] \| etcdmain: ' "$1" || true)"
+	if [[ -n "$line" ]]; then
+		line="${line#*etcdmain: }"
+	else
+		line="$(head -n 1 "$1")"
+	fi
+	printf '%s\n' "${line//"'etcd --help'"/"'cetcd --help'"}"
+}
+
+# Real etcd for the live comparisons, if installed.
+HAVE_ETCD=0
+# shellcheck disable=SC2153 # ETCD_BIN comes from lib.sh
+command -v "$ETCD_BIN" >/dev/null 2>&1 && HAVE_ETCD=1
+((HAVE_ETCD)) || log_info "real etcd not installed: live comparisons skipped"
+
+# Ports of the comparison runs: one client and one peer port, both free;
+# the runs are sequential and each one exits (or is stopped) in turn.
+CMP_CP="$(free_port)"
+CMP_PP="$(free_port)"
+CMP_C="http://127.0.0.1:$CMP_CP"
+CMP_P="http://127.0.0.1:$CMP_PP"
+CMP_N=0
+
+# expect_like_etcd DESC WANT_RC WANT_MSG [VAR=VALUE..] -- ARG..: cetcd run
+# with a name, data dir, client and peer URLs, then ARG.. (later flags
+# win) must exit WANT_RC with exactly "cetcd: WANT_MSG" on stderr, nothing
+# listening and no data dir; real etcd run the same way must exit WANT_RC
+# and print the same message (with CMP_C/CMP_P in place of the ports).
+expect_like_etcd() {
+	local desc="$1" want_rc="$2" want_msg="$3" tag dir envs=() ertag
+	shift 3
+	while [[ "$1" != -- ]]; do
+		envs+=("$1")
+		shift
+	done
+	shift
+	CMP_N=$((CMP_N + 1))
+	tag="cmp$CMP_N"
+	dir="$E2E_TMP/$tag.cwd"
+	mkdir -p "$dir"
+	local base=(--name m1 --data-dir "$dir/data" --listen-client-urls "$CMP_C"
+		--advertise-client-urls "$CMP_C" --listen-peer-urls "$CMP_P"
+		--initial-advertise-peer-urls "$CMP_P" --initial-cluster "m1=$CMP_P")
+	fg_run "$tag" "$dir" "${envs[@]}" -- "${base[@]}" "$@"
+	check_eq "$desc: cetcd exit status" "$want_rc" "$FG_RC"
+	check_eq "$desc: cetcd's one line" "cetcd: $want_msg" "$(cat "$E2E_TMP/$tag.err")"
+	check "$desc: cetcd made no data dir" test -z "$(ls -A "$dir")"
+	check "$desc: nothing listening" eval "! listening $CMP_CP"
+	((HAVE_ETCD)) || return 0
+	ertag="$tag.etcd"
+	mkdir -p "$E2E_TMP/$ertag.cwd"
+	local rc=0
+	(cd "$E2E_TMP/$ertag.cwd" && exec timeout -k 2 "$FG_LIMIT_S" env "${envs[@]}" "$ETCD_BIN" \
+		"${base[@]/#"$dir"/"$E2E_TMP/$ertag.cwd"}" "$@") </dev/null >/dev/null \
+		2>"$E2E_TMP/$ertag.err" || rc=$?
+	check_eq "$desc: real etcd exits $want_rc too" "$want_rc" "$rc"
+	check_eq "$desc: real etcd's message is the same" "$want_msg" \
+		"$(etcd_message "$E2E_TMP/$ertag.err")"
+}
+
+log_info "cluster flags: etcd's messages and exit statuses"
+expect_like_etcd "name not in --initial-cluster" 1 \
+	"couldn't find local name \"m1\" in the initial cluster configuration" \
+	-- --initial-cluster "other=$CMP_P"
+expect_like_etcd "--initial-cluster \"\" (explicitly empty)" 1 \
+	"couldn't find local name \"m1\" in the initial cluster configuration" \
+	-- --initial-cluster ""
+expect_like_etcd "--initial-cluster entry differs from the advertised URL" 1 \
+	"--initial-cluster has m1=http://127.0.0.1:1 but missing from --initial-advertise-peer-urls=$CMP_P (resolved urls: \"$CMP_P\" != \"http://127.0.0.1:1\")" \
+	-- --initial-cluster "m1=http://127.0.0.1:1"
+expect_like_etcd "--initial-cluster gives one URL more than advertised" 1 \
+	"--initial-cluster has m1=http://127.0.0.2:1 but missing from --initial-advertise-peer-urls=$CMP_P (len([\"$CMP_P\"]) != len([\"$CMP_P\" \"http://127.0.0.2:1\"]))" \
+	-- --initial-cluster "m1=$CMP_P,m1=http://127.0.0.2:1"
+expect_like_etcd "an advertised URL missing from --initial-cluster" 1 \
+	"--initial-advertise-peer-urls has http://127.0.0.2:1 but missing from --initial-cluster=m1=$CMP_P,m1=http://127.0.0.2:1" \
+	-- --initial-advertise-peer-urls "$CMP_P,http://127.0.0.2:1"
+expect_like_etcd "one URL for two members" 1 \
+	"initial cluster m1=$CMP_P,m2=$CMP_P has duplicate url" \
+	-- --initial-cluster "m1=$CMP_P,m2=$CMP_P"
+expect_like_etcd "--initial-cluster foo" 1 \
+	"error setting up initial cluster: URL scheme must be http, https, unix, or unixs: " \
+	-- --initial-cluster foo
+expect_like_etcd "--initial-cluster with a path" 1 \
+	"error setting up initial cluster: URL must not contain a path: $CMP_P/p" \
+	-- --initial-cluster "m1=$CMP_P/p"
+expect_like_etcd "--initial-cluster without a port" 1 \
+	"error setting up initial cluster: URL address does not have the form \"host:port\": http://127.0.0.1" \
+	-- --initial-cluster "m1=http://127.0.0.1"
+expect_like_etcd "--initial-cluster-state bogus" 2 \
+	"invalid value \"bogus\" for flag -initial-cluster-state: invalid value" \
+	-- --initial-cluster-state bogus
+expect_like_etcd "ETCD_INITIAL_CLUSTER_STATE=bogus" 1 \
+	"error verifying flags, invalid value \"bogus\" for ETCD_INITIAL_CLUSTER_STATE: invalid value. See 'cetcd --help'." \
+	ETCD_INITIAL_CLUSTER_STATE=bogus --
+expect_like_etcd "--heartbeat-interval 300 (election timeout < 5x)" 1 \
+	"error verifying flags, --election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[300ms]. See 'cetcd --help'." \
+	-- --heartbeat-interval 300
+expect_like_etcd "--election-timeout 499" 1 \
+	"error verifying flags, --election-timeout[499ms] should be at least as 5 times as --heartbeat-interval[100ms]. See 'cetcd --help'." \
+	-- --election-timeout 499
+expect_like_etcd "--election-timeout 60000 (over 50000)" 1 \
+	"error verifying flags, --election-timeout[60000ms] is too long, and should be set less than 50000ms. See 'cetcd --help'." \
+	-- --election-timeout 60000
+expect_like_etcd "--heartbeat-interval 0" 1 \
+	"error verifying flags, --heartbeat-interval must be >0 (set to 0ms). See 'cetcd --help'." \
+	-- --heartbeat-interval 0
+expect_like_etcd "--heartbeat-interval -1" 2 \
+	"invalid value \"-1\" for flag -heartbeat-interval: parse error" -- --heartbeat-interval -1
+expect_like_etcd "ETCD_ELECTION_TIMEOUT=abc" 1 \
+	"error verifying flags, invalid value \"abc\" for ETCD_ELECTION_TIMEOUT: parse error. See 'cetcd --help'." \
+	ETCD_ELECTION_TIMEOUT=abc --
+expect_like_etcd "--listen-peer-urls foo" 2 \
+	"invalid value \"foo\" for flag -listen-peer-urls: URL scheme must be http, https, unix, or unixs: foo" \
+	-- --listen-peer-urls foo
+expect_like_etcd "--listen-peer-urls with a host name" 1 \
+	"error verifying flags, expected IP in URL for binding (http://myhost.invalid:$CMP_PP). See 'cetcd --help'." \
+	-- --listen-peer-urls "http://myhost.invalid:$CMP_PP"
+expect_like_etcd "--initial-advertise-peer-urls with a path" 2 \
+	"invalid value \"$CMP_P/x\" for flag -initial-advertise-peer-urls: URL must not contain a path: $CMP_P/x" \
+	-- --initial-advertise-peer-urls "$CMP_P/x"
+expect_like_etcd "--initial-advertise-peer-urls with an empty host" 1 \
+	"error verifying flags, --initial-advertise-peer-urls \"http://:$CMP_PP\" must be \"host:port\" (unexpected empty host (http://:$CMP_PP)). See 'cetcd --help'." \
+	-- --initial-advertise-peer-urls "http://:$CMP_PP" --initial-cluster "m1=http://:$CMP_PP"
+expect_like_etcd "--strict-reconfig-check=maybe" 2 \
+	"invalid boolean value \"maybe\" for -strict-reconfig-check: parse error" \
+	-- --strict-reconfig-check=maybe
+
+log_info "cluster flags that start: accepted values"
+mkdir -p "$E2E_TMP/cl.cwd"
+P="$(free_port)"
+PEER_P="$(free_port)"
+raw_start cl "$E2E_TMP/cl.cwd" "ETCD_HEARTBEAT_INTERVAL=50" "ETCD_ELECTION_TIMEOUT=500" -- \
+	--name cl1 --data-dir "$E2E_TMP/cl.data" --listen-client-urls "http://127.0.0.1:$P" \
+	--advertise-client-urls "http://127.0.0.1:$P" --listen-peer-urls "http://127.0.0.1:$PEER_P" \
+	--initial-advertise-peer-urls "http://127.0.0.1:$PEER_P" \
+	--initial-cluster ",cl1=http://127.0.0.1:$PEER_P," --initial-cluster-state new \
+	--strict-reconfig-check=false --max-snapshots 3 --max-wals 3
+raw_ready cl "http://127.0.0.1:$P"
+check "heartbeat 50 / election 500 (variables), empty --initial-cluster pieces: serves" \
+	eval "url_ctl http://127.0.0.1:$P put clk clv >/dev/null"
+raw_stop cl
+
+# ------------------------------------------------------- --config-file ---
+
+# yaml_cfg FILE CPORT PPORT NAME DATA [EXTRA-LINES]: a config file with
+# etcd's keys for a one-member cluster.
+yaml_cfg() {
+	cat >"$1" <<-YAML
+		# cetcd e2e: etcd's sample keys
+		name: '$4'
+		data-dir: $5
+		wal-dir:
+		snapshot-count: 10000
+		heartbeat-interval: 100
+		election-timeout: 1000
+		quota-backend-bytes: 0
+		listen-peer-urls: http://127.0.0.1:$3
+		listen-client-urls: http://127.0.0.1:$2
+		max-snapshots: 5
+		max-wals: 5
+		initial-advertise-peer-urls: http://127.0.0.1:$3
+		advertise-client-urls: http://127.0.0.1:$2
+		initial-cluster: $4=http://127.0.0.1:$3
+		initial-cluster-token: 'yaml-token'
+		initial-cluster-state: 'new'
+		strict-reconfig-check: false
+		enable-v2: true
+		client-transport-security:
+		  cert-file:
+		  client-cert-auth: false
+		  nested: [1, 2, {deeper: x}]
+		some-unknown-key: [a, b]
+		auto-compaction-mode: periodic
+		auto-compaction-retention: "1"
+		${6:-}
+	YAML
+}
+
+log_info "--config-file: a valid file configures the server; flags and variables are ignored"
+mkdir -p "$E2E_TMP/yaml.cwd"
+P="$(free_port)"
+PEER_P="$(free_port)"
+P_FLAG="$(free_port)"
+yaml_cfg "$E2E_TMP/good.yaml" "$P" "$PEER_P" yamlnode "$E2E_TMP/yaml.data" "max-request-bytes: 2048"
+raw_start yaml "$E2E_TMP/yaml.cwd" ETCD_NAME=envname ETCD_MAX_REQUEST_BYTES=abc \
+	"ETCD_DATA_DIR=$E2E_TMP/yaml.envdata" -- --config-file "$E2E_TMP/good.yaml" --name flagname \
+	--listen-client-urls "http://127.0.0.1:$P_FLAG" --advertise-client-urls "http://127.0.0.1:$P_FLAG"
+raw_ready yaml "http://127.0.0.1:$P"
+check "config file: serves on the file's client URL" \
+	eval "url_ctl http://127.0.0.1:$P put yk yv >/dev/null"
+check_eq "config file: put then get" yv "$(url_ctl "http://127.0.0.1:$P" get yk --print-value-only)"
+check "config file: the name is the file's (log)" grep -q '(yamlnode)' "${RAW_LOG[yaml]}"
+check "config file: --listen-client-urls ignored (nothing on its port)" eval "! listening $P_FLAG"
+check "config file: the WAL is in the file's data-dir" has_wal "$E2E_TMP/yaml.data"
+check "config file: ETCD_DATA_DIR ignored" test ! -e "$E2E_TMP/yaml.envdata"
+check "config file: the working directory is untouched" test -z "$(ls -A "$E2E_TMP/yaml.cwd")"
+check "config file: the start says flags and variables are ignored" \
+	grep -q 'ignored' "${RAW_LOG[yaml]}"
+V_BIG="$(head -c 2200 /dev/zero | tr '\0' b)"
+OUT="$(url_ctl "http://127.0.0.1:$P" put big "$V_BIG" 2>&1)" && RC=0 || RC=$?
+check "config file: max-request-bytes 2048 from the file refuses 2200 bytes" \
+	eval "[[ $RC -ne 0 ]] && grep -qF 'request is too large' <<<\"\$OUT\""
+raw_stop yaml
+
+log_info "ETCD_CONFIG_FILE names the file when --config-file is not given"
+mkdir -p "$E2E_TMP/yenv.cwd"
+P="$(free_port)"
+PEER_P="$(free_port)"
+yaml_cfg "$E2E_TMP/env.yaml" "$P" "$PEER_P" yenvnode "$E2E_TMP/yenv.data"
+raw_start yenv "$E2E_TMP/yenv.cwd" "ETCD_CONFIG_FILE=$E2E_TMP/env.yaml" ETCD_NAME=ignored --
+raw_ready yenv "http://127.0.0.1:$P"
+check "ETCD_CONFIG_FILE: the name is the file's" grep -q '(yenvnode)' "${RAW_LOG[yenv]}"
+check "ETCD_CONFIG_FILE: serves" eval "url_ctl http://127.0.0.1:$P put a b >/dev/null"
+raw_stop yenv
+
+# expect_file_like_etcd DESC WANT_MSG YAML: cetcd and real etcd given a
+# config file with YAML must both exit 1 with WANT_MSG.
+expect_file_like_etcd() {
+	local f="$E2E_TMP/cmpfile$CMP_N.yaml"
+	printf '%s\n' "$3" >"$f"
+	expect_like_etcd "$1" 1 "$2" -- --config-file "$f"
+}
+
+log_info "--config-file: errors as etcd's"
+CMP_BASE="data-dir: $E2E_TMP/never
+listen-client-urls: $CMP_C
+advertise-client-urls: $CMP_C
+listen-peer-urls: $CMP_P
+initial-advertise-peer-urls: $CMP_P
+initial-cluster: default=$CMP_P"
+expect_file_like_etcd "config file: unclosed flow sequence" \
+	"error verifying flags, error converting YAML to JSON: yaml: line 7: did not find expected ',' or ']'. See 'cetcd --help'." \
+	"$CMP_BASE
+name: [unclosed"
+expect_file_like_etcd "config file: a: b: c" \
+	"error verifying flags, error converting YAML to JSON: yaml: mapping values are not allowed in this context. See 'cetcd --help'." \
+	"a: b: c"
+expect_file_like_etcd "config file: a quoted number for a uint" \
+	"error verifying flags, error unmarshaling JSON: while decoding JSON: json: cannot unmarshal string into Go struct field configYAML.heartbeat-interval of type uint. See 'cetcd --help'." \
+	"$CMP_BASE
+heartbeat-interval: \"100\""
+expect_file_like_etcd "config file: a negative uint" \
+	"error verifying flags, error unmarshaling JSON: while decoding JSON: json: cannot unmarshal number -5 into Go struct field configYAML.election-timeout of type uint. See 'cetcd --help'." \
+	"$CMP_BASE
+election-timeout: -5"
+expect_file_like_etcd "config file: a number for a string" \
+	"error verifying flags, error unmarshaling JSON: while decoding JSON: json: cannot unmarshal number into Go struct field configYAML.name of type string. See 'cetcd --help'." \
+	"$CMP_BASE
+name: 123"
+expect_file_like_etcd "config file: a list for a string" \
+	"error verifying flags, error unmarshaling JSON: while decoding JSON: json: cannot unmarshal array into Go struct field configYAML.initial-cluster-token of type string. See 'cetcd --help'." \
+	"$CMP_BASE
+initial-cluster-token: [a, b]"
+expect_file_like_etcd "config file: a list at the top" \
+	"error verifying flags, error unmarshaling JSON: while decoding JSON: json: cannot unmarshal array into Go value of type embed.configYAML. See 'cetcd --help'." \
+	"- a"
+expect_file_like_etcd "config file: initial-cluster-state bogus" \
+	"error verifying flags, unexpected clusterState \"bogus\". See 'cetcd --help'." \
+	"$CMP_BASE
+initial-cluster-state: bogus"
+expect_file_like_etcd "config file: election-timeout under 5x heartbeat" \
+	"error verifying flags, --election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]. See 'cetcd --help'." \
+	"$CMP_BASE
+election-timeout: 400"
+expect_file_like_etcd "config file: name not in initial-cluster" \
+	"couldn't find local name \"zz\" in the initial cluster configuration" \
+	"$CMP_BASE
+name: zz"
+expect_like_etcd "config file: missing" 1 \
+	"error verifying flags, open $E2E_TMP/no-such.yaml: no such file or directory. See 'cetcd --help'." \
+	-- --config-file "$E2E_TMP/no-such.yaml"
+head -c $((1024 * 1024 + 10)) /dev/zero | tr '\0' '#' >"$E2E_TMP/huge.yaml"
+expect_rejected "config file over 1 MiB" 1 "larger than 1048576 bytes" \
+	-- --config-file "$E2E_TMP/huge.yaml"
+printf 'wal-dir: %s/elsewhere\n' "$E2E_TMP" >"$E2E_TMP/waldir.yaml"
+expect_rejected "config file: wal-dir set" 1 "--wal-dir" -- --config-file "$E2E_TMP/waldir.yaml"
+printf 'listen-peer-urls: foo\n' >"$E2E_TMP/badurl.yaml"
+expect_rejected "config file: a bad URL" 1 \
+	"unexpected error setting up listen-peer-urls: URL scheme must be http, https, unix, or unixs: foo" \
+	-- --config-file "$E2E_TMP/badurl.yaml"
+
+# --------------------------------------------- member and cluster IDs ---
+
+log_info "member and cluster IDs: cetcd and real etcd agree"
+if ((HAVE_ETCD)); then
+	ID_PEER="http://127.0.0.1:$(free_port)"
+	E2E_NAME=idnode E2E_PEER_URL="$ID_PEER" start_etcd idetcd --initial-cluster-token id-token
+	wait_ready idetcd
+	ES="$(ctl idetcd endpoint status -w json)"
+	E_MID="$(jq -r '.[0].Status.header.member_id' <<<"$ES")"
+	E_CID="$(jq -r '.[0].Status.header.cluster_id' <<<"$ES")"
+	check_eq "etcd: member list ID is the status member_id" "$E_MID" \
+		"$(ctl idetcd member list -w json | jq -r '.members[0].ID')"
+	stop_node idetcd
+	E2E_NAME=idnode E2E_PEER_URL="$ID_PEER" start_cetcd idcetcd --initial-cluster-token id-token
+	wait_ready idcetcd
+	CS="$(ctl idcetcd endpoint status -w json)"
+	check_eq "same flags: cetcd's member_id is etcd's" "$E_MID" \
+		"$(jq -r '.[0].Status.header.member_id' <<<"$CS")"
+	check_eq "same flags: cetcd's cluster_id is etcd's" "$E_CID" \
+		"$(jq -r '.[0].Status.header.cluster_id' <<<"$CS")"
+	stop_node idcetcd
+	# Without --initial-cluster cetcd uses <name>=<advertised peer URLs>.
+	mkdir -p "$E2E_TMP/idraw.cwd"
+	P="$(free_port)"
+	raw_start idraw "$E2E_TMP/idraw.cwd" -- --name idnode --data-dir "$E2E_TMP/idraw.data" \
+		--listen-client-urls "http://127.0.0.1:$P" --advertise-client-urls "http://127.0.0.1:$P" \
+		--initial-advertise-peer-urls "$ID_PEER" --initial-cluster-token id-token
+	raw_ready idraw "http://127.0.0.1:$P"
+	CS="$(url_ctl "http://127.0.0.1:$P" endpoint status -w json)"
+	check_eq "no --initial-cluster: member_id as etcd's with name=peer-url" "$E_MID" \
+		"$(jq -r '.[0].Status.header.member_id' <<<"$CS")"
+	check_eq "no --initial-cluster: cluster_id as etcd's" "$E_CID" \
+		"$(jq -r '.[0].Status.header.cluster_id' <<<"$CS")"
+	raw_stop idraw
+else
+	log_info "real etcd not installed: ID comparison skipped"
+fi
 
 # ---------------------------------------------------- port in use ---
 

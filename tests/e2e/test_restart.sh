@@ -317,11 +317,20 @@ if [[ "$IS_ETCD" != 1 ]]; then
 	SEG="$(last_segment srv)"
 	RECS="$(wal_walk "$SEG")" || fail "cannot walk $SEG"
 	# Every run so far appended to this one segment: META, then the first
-	# start's HARDSTATE and empty entry, then r/a/01's first put.
-	read -r OFF LEN TYPE _ < <(sed -n 4p <<<"$RECS")
-	check_eq "(d) record 4 is an entry" 2 "$TYPE"
-	check "(d) record 4 is the put of r/a/01" \
-		eval "dd if='$SEG' bs=1 skip=$OFF count=$((16 + LEN)) status=none | grep -qaF r/a/01"
+	# start's records (hard state, the leader's empty entry, this member's
+	# published attributes, commit records), then r/a/01's first put: the
+	# first entry record holding that key.
+	OFF="" LEN="" TYPE=""
+	while read -r o l t _; do
+		[[ "$t" == 2 ]] || continue
+		if dd if="$SEG" bs=1 skip="$o" count=$((16 + l)) status=none | grep -qaF r/a/01; then
+			OFF="$o" LEN="$l" TYPE="$t"
+			break
+		fi
+	done <<<"$RECS"
+	check_eq "(d) an entry record holds the put of r/a/01" 2 "$TYPE"
+	check "(d) it is among the first records" \
+		test "$(grep -n "^$OFF " <<<"$RECS" | cut -d: -f1)" -le 10
 	check "(d) many valid records follow it" test "$(wc -l <<<"$RECS")" -gt 20
 	SUM_BEFORE="$(sha256sum <"$SEG")"
 	flip "$SEG" $((OFF + 16 + LEN - 2))

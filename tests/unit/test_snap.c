@@ -879,6 +879,47 @@ static void test_snapshot_load_errors(void **state)
     mvcc_destroy(a);
 }
 
+/* The CLUSTER section (the core's membership blob) comes back byte for
+ * byte; a snapshot without one loads with none. */
+static void test_snapshot_cluster_section(void **state)
+{
+    struct fx *f = *state;
+    struct mvcc_store *a = mvcc_create(), *b;
+    uint8_t blob[3000];
+    struct snapshot_point pt = {77, 3}, done, got;
+    struct snapshot *s;
+    int rv;
+
+    assert_non_null(a);
+    fill_store(a, 3);
+    fill(blob, sizeof(blob), 9, 0);
+    pt.cluster = blob;
+    pt.cluster_len = sizeof(blob);
+    if (snapshot_init(&s, f->root, a, f->err, sizeof(f->err)) != 0)
+        fail_msg("snapshot_init: %s", f->err);
+    assert_int_equal(snapshot_start(s, &pt), 0);
+    blob[0] ^= 0xff; /* the snapshot took a copy */
+    assert_int_equal(poll_done(s, &done), 1);
+    assert_null(done.cluster);
+    snapshot_fini(s);
+    blob[0] ^= 0xff;
+    b = snapshot_read(f, &got, &rv);
+    assert_int_equal(rv, 0);
+    assert_int_equal(got.cluster_len, sizeof(blob));
+    assert_memory_equal(got.cluster, blob, sizeof(blob));
+    free(got.cluster);
+    mvcc_destroy(b);
+    /* A newer snapshot without the section: none comes back. */
+    snapshot_write(f, a, 3, 78);
+    b = snapshot_read(f, &got, &rv);
+    assert_int_equal(rv, 0);
+    assert_int_equal(got.index, 78);
+    assert_null(got.cluster);
+    assert_int_equal(got.cluster_len, 0);
+    mvcc_destroy(b);
+    mvcc_destroy(a);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -897,6 +938,7 @@ int main(void)
         T(test_snapshot_empty_store),
         T(test_snapshot_fallback_and_purge),
         T(test_snapshot_load_errors),
+        T(test_snapshot_cluster_section),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

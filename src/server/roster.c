@@ -1,0 +1,251 @@
+/*
+ * roster.c — the replicated member list; its encodings are etcd's own
+ * protobuf messages (etcdserverpb.Member, MemberListResponse), so a
+ * snapshot's CLUSTER section and a published-attributes entry need no
+ * format of their own.
+ *
+ * Invariants: m[0..n) sorted by ID, IDs unique and non-zero, n <=
+ * RAFT_MEMBERS_MAX; every string NUL-terminated within its array.
+ * Thread: the core's only.
+ */
+#include "roster.h"
+
+#include "rpc.pb-c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (n >= cap)
+        return -1;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+static int copy_urls(char dst[][ROSTER_URL_BYTES], unsigned *n, const char *const *src,
+                     unsigned n_src)
+{
+    if (n_src > ROSTER_URLS_MAX)
+        return -1;
+    for (unsigned i = 0; i < n_src; i++)
+        if (copy_str(dst[i], ROSTER_URL_BYTES, src[i]) != 0)
+            return -1;
+    *n = n_src;
+    return 0;
+}
+
+struct roster_member *roster_find(struct roster *r, uint64_t id)
+{
+    for (unsigned i = 0; i < r->n; i++)
+        if (r->m[i].id == id)
+            return &r->m[i];
+    return NULL;
+}
+
+int roster_add(struct roster *r, uint64_t id, const char *name, const char *const *peer_urls,
+               unsigned n_peer_urls, bool learner)
+{
+    struct roster_member *m = roster_find(r, id);
+    struct roster_member tmp;
+    unsigned i;
+
+    if (id == 0)
+        return -1;
+    tmp = m != NULL ? *m : (struct roster_member){.id = id};
+    if (name != NULL && copy_str(tmp.name, sizeof(tmp.name), name) != 0)
+        return -1;
+    if (copy_urls(tmp.peer_urls, &tmp.n_peer_urls, peer_urls, n_peer_urls) != 0)
+        return -1;
+    tmp.learner = learner;
+    if (m != NULL) {
+        *m = tmp;
+        return 0;
+    }
+    if (r->n == RAFT_MEMBERS_MAX)
+        return -1;
+    for (i = r->n; i > 0 && r->m[i - 1].id > id; i--)
+        r->m[i] = r->m[i - 1];
+    r->m[i] = tmp;
+    r->n++;
+    return 0;
+}
+
+void roster_remove(struct roster *r, uint64_t id)
+{
+    unsigned i, j = 0;
+
+    for (i = 0; i < r->n; i++)
+        if (r->m[i].id != id)
+            r->m[j++] = r->m[i];
+    r->n = j;
+}
+
+void roster_conf(const struct roster *r, struct raft_conf *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < r->n; i++) {
+        if (r->m[i].learner)
+            out->learners[out->n_learners++] = r->m[i].id;
+        else
+            out->voters[out->n_voters++] = r->m[i].id;
+    }
+}
+
+/* Points a protobuf Member at a roster member (no copies). */
+static void to_pb(const struct roster_member *m, Etcdserverpb__Member *pb, char **peer,
+                  char **client)
+{
+    etcdserverpb__member__init(pb);
+    pb->id = m->id;
+    pb->name = (char *)m->name;
+    for (unsigned i = 0; i < m->n_peer_urls; i++)
+        peer[i] = (char *)m->peer_urls[i];
+    for (unsigned i = 0; i < m->n_client_urls; i++)
+        client[i] = (char *)m->client_urls[i];
+    pb->peerurls = peer;
+    pb->n_peerurls = m->n_peer_urls;
+    pb->clienturls = client;
+    pb->n_clienturls = m->n_client_urls;
+    pb->islearner = m->learner;
+}
+
+/* Scratch for a whole list of protobuf views. */
+struct pb_list {
+    Etcdserverpb__Member v[RAFT_MEMBERS_MAX];
+    Etcdserverpb__Member *p[RAFT_MEMBERS_MAX];
+    char *peer[RAFT_MEMBERS_MAX][ROSTER_URLS_MAX];
+    char *client[RAFT_MEMBERS_MAX][ROSTER_URLS_MAX];
+};
+
+static void pb_list_fill(const struct roster *r, struct pb_list *l)
+{
+    for (unsigned i = 0; i < r->n; i++) {
+        to_pb(&r->m[i], &l->v[i], l->peer[i], l->client[i]);
+        l->p[i] = &l->v[i];
+    }
+}
+
+static uint8_t *pack_list(const struct roster *r, Etcdserverpb__ResponseHeader *hdr, size_t *len)
+{
+    Etcdserverpb__MemberListResponse resp = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
+    struct pb_list *l = malloc(sizeof(*l));
+    uint8_t *buf;
+
+    if (l == NULL)
+        return NULL;
+    pb_list_fill(r, l);
+    resp.header = hdr;
+    resp.members = l->p;
+    resp.n_members = r->n;
+    *len = etcdserverpb__member_list_response__get_packed_size(&resp);
+    buf = malloc(*len != 0 ? *len : 1);
+    if (buf != NULL)
+        etcdserverpb__member_list_response__pack(&resp, buf);
+    free(l);
+    return buf;
+}
+
+uint8_t *roster_encode(const struct roster *r, size_t *len)
+{
+    return pack_list(r, NULL, len);
+}
+
+static int from_pb(struct roster_member *m, const Etcdserverpb__Member *pb)
+{
+    memset(m, 0, sizeof(*m));
+    m->id = pb->id;
+    m->learner = pb->islearner;
+    if (m->id == 0 || copy_str(m->name, sizeof(m->name), pb->name) != 0 ||
+        copy_urls(m->peer_urls, &m->n_peer_urls, (const char *const *)pb->peerurls,
+                  (unsigned)pb->n_peerurls) != 0 ||
+        pb->n_clienturls > ROSTER_URLS_MAX ||
+        copy_urls(m->client_urls, &m->n_client_urls, (const char *const *)pb->clienturls,
+                  (unsigned)pb->n_clienturls) != 0)
+        return -1;
+    return 0;
+}
+
+int roster_decode(struct roster *r, const uint8_t *buf, size_t len)
+{
+    Etcdserverpb__MemberListResponse *resp =
+        etcdserverpb__member_list_response__unpack(NULL, len, buf);
+    struct roster tmp = {0};
+    int rv = 0;
+
+    if (resp == NULL)
+        return -1;
+    if (resp->n_members > RAFT_MEMBERS_MAX)
+        rv = -1;
+    for (size_t i = 0; rv == 0 && i < resp->n_members; i++) {
+        struct roster_member m;
+        if (from_pb(&m, resp->members[i]) != 0 || roster_find(&tmp, m.id) != NULL ||
+            roster_add(&tmp, m.id, m.name, NULL, 0, m.learner) != 0)
+            rv = -1;
+        else
+            *roster_find(&tmp, m.id) = m;
+    }
+    etcdserverpb__member_list_response__free_unpacked(resp, NULL);
+    if (rv == 0)
+        *r = tmp;
+    return rv;
+}
+
+uint8_t *roster_attrs_encode(const struct roster_member *self, uint8_t type, size_t *len)
+{
+    Etcdserverpb__Member pb;
+    char *peer[ROSTER_URLS_MAX], *client[ROSTER_URLS_MAX];
+    uint8_t *buf;
+    size_t n;
+
+    to_pb(self, &pb, peer, client);
+    pb.n_peerurls = 0; /* attributes only: peer URLs change by membership entries */
+    pb.islearner = 0;
+    n = etcdserverpb__member__get_packed_size(&pb);
+    buf = malloc(1 + n);
+    if (buf == NULL)
+        return NULL;
+    buf[0] = type;
+    etcdserverpb__member__pack(&pb, buf + 1);
+    *len = 1 + n;
+    return buf;
+}
+
+int roster_attrs_apply(struct roster *r, const uint8_t *buf, size_t len)
+{
+    Etcdserverpb__Member *pb = etcdserverpb__member__unpack(NULL, len, buf);
+    struct roster_member *m;
+    struct roster_member tmp;
+    int rv = 0;
+
+    if (pb == NULL)
+        return -1;
+    m = roster_find(r, pb->id);
+    if (m != NULL) {
+        tmp = *m;
+        if (copy_str(tmp.name, sizeof(tmp.name), pb->name) != 0 ||
+            copy_urls(tmp.client_urls, &tmp.n_client_urls, (const char *const *)pb->clienturls,
+                      pb->n_clienturls > ROSTER_URLS_MAX ? ROSTER_URLS_MAX + 1
+                                                         : (unsigned)pb->n_clienturls) != 0)
+            rv = -1;
+        else
+            *m = tmp;
+    }
+    etcdserverpb__member__free_unpacked(pb, NULL);
+    return rv;
+}
+
+uint8_t *roster_member_list(const struct roster *r, uint64_t cluster_id, uint64_t member_id,
+                            uint64_t raft_term, size_t *len)
+{
+    Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+
+    hdr.cluster_id = cluster_id;
+    hdr.member_id = member_id;
+    hdr.raft_term = raft_term;
+    /* etcd's Cluster service fills no revision in its headers. */
+    return pack_list(r, &hdr, len);
+}

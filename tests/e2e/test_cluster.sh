@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# tests/e2e/test_cluster.sh: a 3-member cluster on loopback, started the way
+# etcd's clustering guide starts one:
+#   --name infra0 --initial-advertise-peer-urls http://127.0.0.1:P0
+#   --listen-peer-urls http://127.0.0.1:P0
+#   --initial-cluster infra0=http://127.0.0.1:P0,infra1=...,infra2=...
+#   --initial-cluster-state new --initial-cluster-token <token>
+#
+# Checks, each bounded in time:
+#  (a) one leader, the same for every member, within a few election
+#      timeouts of the start; member and cluster IDs as etcd derives them;
+#  (b) writes through every member (followers forward them), and every
+#      member answers linearizable reads with every acknowledged write;
+#  (c) kill -9 of the leader: a new leader within 3 election timeouts,
+#      every acknowledged write readable on both survivors, writes go on;
+#  (d) the old leader restarts and catches up (its serializable reads show
+#      the writes made while it was down);
+#  (e) one member alone (the two others stopped) has no quorum: a write
+#      fails with etcd's error instead of hanging, and the cluster works
+#      again once a second member is back.
+#
+# Env: CETCD_BIN (set by meson); E2E_CETCD_IS_ETCD=1 runs it against real
+# etcd.
+# shellcheck disable=SC2317 # helpers run through check and eval
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+ELECTION_MS=1000
+NODES=(infra0 infra1 infra2)
+declare -A PPORT
+cluster=""
+for n in "${NODES[@]}"; do
+	PPORT[$n]="$(free_port)"
+	cluster+="${cluster:+,}$n=http://127.0.0.1:${PPORT[$n]}"
+done
+token="cetcd-e2e-cluster-$$"
+
+start_member() {
+	local n="$1" p="${PPORT[$1]}"
+	E2E_PEER_URL="http://127.0.0.1:$p" start_cetcd "$n" \
+		--listen-peer-urls "http://127.0.0.1:$p" \
+		--initial-cluster "$cluster" --initial-cluster-state new \
+		--initial-cluster-token "$token" --election-timeout "$ELECTION_MS" \
+		--heartbeat-interval 100
+}
+
+# status_field NODE FIELD: one field of `endpoint status -w json` (decimal).
+status_field() {
+	ctl "$1" endpoint status -w json 2>/dev/null |
+		jq -r ".[0].Status.$2 // .[0].Status.header.$2 // empty" 2>/dev/null || true
+}
+
+# leader_of NODE: the leader ID NODE reports (empty or 0 if none).
+leader_of() { status_field "$1" leader; }
+member_of() { status_field "$1" member_id; }
+
+# wait_leader MS NODE..: until every NODE reports the same non-zero leader,
+# at most MS milliseconds; prints the leader's node name.
+wait_leader() {
+	local ms="$1" deadline l first n id
+	shift
+	deadline=$(($(date +%s%3N) + ms))
+	while (($(date +%s%3N) < deadline)); do
+		first=""
+		for n in "$@"; do
+			l="$(leader_of "$n")"
+			if [[ -z "$l" || "$l" == 0 || (-n "$first" && "$l" != "$first") ]]; then
+				first=""
+				break
+			fi
+			first="$l"
+		done
+		if [[ -n "$first" ]]; then
+			for n in "$@"; do
+				id="$(member_of "$n")"
+				if [[ "$id" == "$first" ]]; then
+					echo "$n"
+					return 0
+				fi
+			done
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+for n in "${NODES[@]}"; do
+	start_member "$n"
+done
+for n in "${NODES[@]}"; do
+	wait_ready "$n"
+done
+
+# (a) ---------------------------------------------------------------------
+leader="$(wait_leader $((10 * ELECTION_MS)) "${NODES[@]}")" ||
+	fail "no common leader after $((10 * ELECTION_MS)) ms"
+log_info "leader: $leader"
+check "a leader is elected and every member agrees" test -n "$leader"
+ids=""
+for n in "${NODES[@]}"; do
+	ids+="$(member_of "$n") "
+done
+check "three distinct member IDs" test "$(echo "$ids" | tr ' ' '\n' | sort -u | grep -c .)" = 3
+
+# (b) ---------------------------------------------------------------------
+declare -A MODEL
+writes=0
+for round in 1 2 3; do
+	for n in "${NODES[@]}"; do
+		k="k-$n-$round"
+		if ctl "$n" put "$k" "v$round" >/dev/null 2>&1; then
+			MODEL[$k]="v$round"
+			writes=$((writes + 1))
+		fi
+	done
+done
+check_eq "9 writes through all members acknowledged" 9 "$writes"
+
+# all_readable NODE: every acknowledged key has its value, read
+# linearizably through NODE.
+all_readable() {
+	local n="$1" k got
+	for k in "${!MODEL[@]}"; do
+		got="$(ctl "$n" get "$k" --print-value-only 2>/dev/null)" || return 1
+		[[ "$got" == "${MODEL[$k]}" ]] || {
+			log_info "$n: $k is '$got', want '${MODEL[$k]}'"
+			return 1
+		}
+	done
+}
+for n in "${NODES[@]}"; do
+	check "linearizable reads on $n see every acknowledged write" all_readable "$n"
+done
+revs=""
+for n in "${NODES[@]}"; do
+	revs+="$(ctl "$n" get k --prefix --consistency=s -w json | jq -r .header.revision) "
+done
+check "every member reaches the same revision" \
+	test "$(echo "$revs" | tr ' ' '\n' | sort -u | grep -c .)" = 1
+
+# (c) ---------------------------------------------------------------------
+survivors=()
+for n in "${NODES[@]}"; do
+	[[ "$n" == "$leader" ]] || survivors+=("$n")
+done
+t0=$(date +%s%3N)
+kill_node "$leader"
+new_leader="$(wait_leader $((10 * ELECTION_MS)) "${survivors[@]}")" ||
+	fail "no new leader after the old one was killed"
+t1=$(date +%s%3N)
+log_info "new leader $new_leader after $((t1 - t0)) ms"
+check "a new leader within 3 election timeouts ($((t1 - t0)) ms)" \
+	test $((t1 - t0)) -le $((3 * ELECTION_MS + 1000))
+for n in "${survivors[@]}"; do
+	check "every acknowledged write readable on $n after the leader died" all_readable "$n"
+done
+writes=0
+for n in "${survivors[@]}"; do
+	for round in 4 5; do
+		k="k-$n-$round"
+		if ctl "$n" put "$k" "v$round" >/dev/null 2>&1; then
+			MODEL[$k]="v$round"
+			writes=$((writes + 1))
+		fi
+	done
+done
+check_eq "writes go on with two members" 4 "$writes"
+
+# (d) ---------------------------------------------------------------------
+restart_node "$leader"
+wait_ready "$leader"
+caught_up() {
+	local n="$1" k got
+	for k in "${!MODEL[@]}"; do
+		got="$(ctl "$n" get "$k" --print-value-only --consistency=s 2>/dev/null)" || return 1
+		[[ "$got" == "${MODEL[$k]}" ]] || return 1
+	done
+}
+ok=0
+for _ in $(seq 1 100); do
+	if caught_up "$leader"; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+check "the restarted member caught up (serializable reads)" test "$ok" = 1
+check "the restarted member serves linearizable reads" all_readable "$leader"
+wait_leader $((10 * ELECTION_MS)) "${NODES[@]}" >/dev/null ||
+	fail "the three members do not agree on a leader after the restart"
+
+# (e) ---------------------------------------------------------------------
+alone="${NODES[0]}"
+for n in "${NODES[@]:1}"; do
+	stop_node "$n"
+done
+t0=$(date +%s)
+out="$(ctl "$alone" put lonely x 2>&1 || true)"
+t1=$(date +%s)
+log_info "a write without quorum answered after $((t1 - t0)) s: $out"
+check "a write without quorum fails (no hang)" test -n "$out"
+check "a write without quorum fails with a timeout or no-leader error" \
+	grep -qE 'etcdserver: (request timed out|no leader)|context deadline exceeded' <<<"$out"
+restart_node "${NODES[1]}"
+wait_ready "${NODES[1]}"
+wait_leader $((10 * ELECTION_MS)) "$alone" "${NODES[1]}" >/dev/null ||
+	fail "no leader once a second member is back"
+check "writes work again with a quorum" ctl "$alone" put back-again y
+check "and are readable through the other member" \
+	test "$(ctl "${NODES[1]}" get back-again --print-value-only)" = y
+
+e2e_finish
