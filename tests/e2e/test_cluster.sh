@@ -17,7 +17,10 @@
 #      the writes made while it was down);
 #  (e) one member alone (the two others stopped) has no quorum: a write
 #      fails with etcd's error instead of hanging, and the cluster works
-#      again once a second member is back.
+#      again once a second member is back;
+#  (f) a second cluster with the same settings given as YAML config files
+#      (--config-file, etcd's keys): a leader, `member list` names every
+#      member with its URLs, writes through one member read through another.
 #
 # Env: CETCD_BIN (set by meson); E2E_CETCD_IS_ETCD=1 runs it against real
 # etcd.
@@ -139,6 +142,17 @@ done
 check "every member reaches the same revision" \
 	test "$(echo "$revs" | tr ' ' '\n' | sort -u | grep -c .)" = 1
 
+table="$(ctl "${NODES[0]}" endpoint status --cluster -w table 2>&1 || true)"
+check "endpoint status --cluster lists every member once" \
+	test "$(grep -c '^| http://127.0.0.1:' <<<"$table")" = 3
+check "endpoint status --cluster shows exactly one leader" \
+	test "$(grep -c '| *true *| *false *|' <<<"$table")" = 1
+list="$(ctl "${NODES[1]}" member list 2>&1 || true)"
+for n in "${NODES[@]}"; do
+	check "member list shows $n started with its peer URL" \
+		grep -qF "started, $n, http://127.0.0.1:${PPORT[$n]}, " <<<"$list"
+done
+
 # (c) ---------------------------------------------------------------------
 survivors=()
 for n in "${NODES[@]}"; do
@@ -209,5 +223,83 @@ wait_leader $((10 * ELECTION_MS)) "$alone" "${NODES[1]}" >/dev/null ||
 check "writes work again with a quorum" ctl "$alone" put back-again y
 check "and are readable through the other member" \
 	test "$(ctl "${NODES[1]}" get back-again --print-value-only)" = y
+
+# (f) ---------------------------------------------------------------------
+for n in "${NODES[@]}"; do
+	stop_node "$n"
+done
+declare -A YC YP
+ycluster=""
+for n in "${NODES[@]}"; do
+	YC[$n]="$(free_port)"
+	YP[$n]="$(free_port)"
+	ycluster+="${ycluster:+,}y$n=http://127.0.0.1:${YP[$n]}"
+done
+ypids=()
+e2e_on_cleanup 'for p in "${ypids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done'
+for n in "${NODES[@]}"; do
+	cat >"$E2E_TMP/y$n.yml" <<EOF
+# etcd's configuration file keys
+name: 'y$n'
+data-dir: $E2E_TMP/y$n.data
+listen-peer-urls: http://127.0.0.1:${YP[$n]}
+listen-client-urls: http://127.0.0.1:${YC[$n]}
+initial-advertise-peer-urls: http://127.0.0.1:${YP[$n]}
+advertise-client-urls: http://127.0.0.1:${YC[$n]}
+initial-cluster: $ycluster
+initial-cluster-token: yaml-$token
+initial-cluster-state: new
+heartbeat-interval: 100
+election-timeout: $ELECTION_MS
+EOF
+	"$CETCD_BIN" --config-file "$E2E_TMP/y$n.yml" >"$E2E_TMP/y$n.log" 2>&1 </dev/null &
+	ypids+=($!)
+done
+yctl() {
+	local n="$1"
+	shift
+	timeout -k 2 30 "$ETCDCTL_BIN" --endpoints="http://127.0.0.1:${YC[$n]}" \
+		--dial-timeout=2s --command-timeout=5s "$@"
+}
+ok=0
+for _ in $(seq 1 100); do
+	if yctl "${NODES[0]}" put from-yaml 1 >/dev/null 2>&1; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+check "the YAML-configured cluster takes a write" test "$ok" = 1
+check "read back through another member" \
+	test "$(yctl "${NODES[2]}" get from-yaml --print-value-only 2>/dev/null)" = 1
+ok=0
+list=""
+for _ in $(seq 1 50); do
+	list="$(yctl "${NODES[1]}" member list 2>/dev/null || true)"
+	if [[ "$(grep -c ', started, y' <<<"$list")" == 3 ]]; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+check "member list names the three members, started" test "$ok" = 1
+for n in "${NODES[@]}"; do
+	check "member list has y$n with its peer and client URLs" \
+		grep -qF "y$n, http://127.0.0.1:${YP[$n]}, http://127.0.0.1:${YC[$n]}" <<<"$list"
+done
+for p in "${ypids[@]}"; do
+	kill -TERM "$p" 2>/dev/null || true
+done
+for p in "${ypids[@]}"; do
+	for _ in $(seq 1 100); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+done
+for n in "${NODES[@]}"; do
+	if grep -qE 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:|WARNING: ThreadSanitizer' "$E2E_TMP/y$n.log"; then
+		check "no sanitizer report from y$n" false
+	fi
+done
 
 e2e_finish
