@@ -551,7 +551,8 @@ int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint64_t id, const v
     if (rep_backlog_full(r, 16 + ctx_len))
         return RAFT_ERR_BUSY;
     uint8_t buf[16 + RAFT_CONF_CTX_BYTES];
-    struct raft_conf_change cc = {.op = (uint8_t)op, .id = id, .ctx = ctx, .ctx_len = (uint32_t)ctx_len};
+    struct raft_conf_change cc = {
+        .op = (uint8_t)op, .id = id, .ctx = ctx, .ctx_len = (uint32_t)ctx_len};
     size_t n = raft_conf_encode(&cc, buf, sizeof(buf));
     rv = rep_append_local(r, RAFT_ENTRY_CONF, buf, n);
     if (rv == 0)
@@ -751,8 +752,7 @@ static void fill_props(struct raft *r)
 
 static bool hs_changed(const struct raft *r)
 {
-    return r->term != r->hs_out.term || r->vote != r->hs_out.vote ||
-           r->commit != r->hs_out.commit;
+    return r->term != r->hs_out.term || r->vote != r->hs_out.vote || r->commit != r->hs_out.commit;
 }
 
 static bool soft_changed(const struct raft *r)
@@ -763,8 +763,8 @@ static bool soft_changed(const struct raft *r)
 bool raft_has_ready(const struct raft *r)
 {
     if (r->snap_in_pending || r->unstable <= log_last_index(&r->log) || hs_changed(r) ||
-        r->msgs.n || r->durable.n || apply_limit(r) > r->applied || r->n_reads_out ||
-        r->n_props || soft_changed(r))
+        r->msgs.n || r->durable.n || apply_limit(r) > r->applied || r->n_reads_out || r->n_props ||
+        soft_changed(r))
         return true;
     return r->role == RAFT_LEADER && (r->read_round || rep_wants_send(r));
 }
@@ -808,8 +808,8 @@ bool raft_ready(struct raft *r, struct raft_ready *rd)
     }
     fill_props(r);
     fill_out(r, rd);
-    bool any = rd->has_snap || rd->n_committed || rd->n_entries || rd->hs_changed ||
-               rd->n_msgs || rd->n_msgs_durable || rd->n_reads || soft || soft_changed(r);
+    bool any = rd->has_snap || rd->n_committed || rd->n_entries || rd->hs_changed || rd->n_msgs ||
+               rd->n_msgs_durable || rd->n_reads || soft || soft_changed(r);
     if (!any)
         return false;
     r->hs_out = rd->hs;

@@ -180,8 +180,11 @@ enum raft_msg_type {
  * Messages of an older term are ignored, except a PREVOTE (answered with a
  * rejecting PREVOTE_RESP) and, with check_quorum or pre_vote, an APP or
  * HEARTBEAT (answered with an APP_RESP of the newer term, so that a stale
- * leader steps down). Granted VOTE_RESPs and accepting APP_RESPs only ever
- * go in msgs_durable; VOTE requests too (they rest on the new term). */
+ * leader steps down). A VOTE of a newer term restarts the election timer
+ * only if it is granted (Raft §5.2 figure 2), so candidates with stale logs
+ * cannot keep up-to-date members from campaigning. Granted VOTE_RESPs and
+ * accepting APP_RESPs only ever go in msgs_durable; VOTE requests too (they
+ * rest on the new term). */
 
 /* One message. Field use per type is listed in enum raft_msg_type. Every
  * message carries from, to and term (term 0 for PROP, READ_INDEX and
