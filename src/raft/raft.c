@@ -347,13 +347,21 @@ static bool self_member_leader(struct raft *r)
     return pr_get(r, r->cfg.id) != NULL;
 }
 
+static int leader_conf(struct raft *r, const uint8_t *data, size_t len);
+
 static void leader_prop(struct raft *r, const struct raft_msg *m)
 {
     if (r->transferee != RAFT_NONE || !self_member_leader(r))
         return;
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        /* Membership changes are proposed on the leader only. */
+        /* A forwarded membership change passes the leader's own checks
+         * (one at a time, valid for the current membership) or is
+         * dropped, as an invalid local one would be refused. */
+        if (e->type == RAFT_ENTRY_CONF) {
+            (void)leader_conf(r, e->data, e->len);
+            continue;
+        }
         if (e->type != RAFT_ENTRY_NORMAL || rep_backlog_full(r, e->len))
             continue;
         if (rep_append_local(r, RAFT_ENTRY_NORMAL, e->data, e->len) != 0)
@@ -454,7 +462,7 @@ void raft_step(struct raft *r, const struct raft_msg *m)
 
 /* ---- proposals ---- */
 
-static int buffer_prop(struct raft *r, const void *data, size_t len)
+static int buffer_prop(struct raft *r, uint8_t type, const void *data, size_t len)
 {
     if (r->n_props >= RAFT_MSG_ENTS_MAX || r->props_bytes + len > RAFT_BACKLOG_BYTES)
         return RAFT_ERR_BUSY;
@@ -475,7 +483,7 @@ static int buffer_prop(struct raft *r, const void *data, size_t len)
     }
     struct raft_entry *e = &r->props[r->n_props++];
     memset(e, 0, sizeof(*e));
-    e->type = RAFT_ENTRY_NORMAL;
+    e->type = type;
     e->len = (uint32_t)len;
     e->data = copy;
     r->props_bytes += len;
@@ -492,7 +500,7 @@ int raft_propose(struct raft *r, const void *data, size_t len)
     if (r->role != RAFT_LEADER) {
         if (r->leader == RAFT_NONE)
             return RAFT_ERR_NO_LEADER;
-        return buffer_prop(r, data, len);
+        return buffer_prop(r, RAFT_ENTRY_NORMAL, data, len);
     }
     if (r->transferee != RAFT_NONE)
         return RAFT_ERR_TRANSFERRING;
@@ -530,34 +538,53 @@ static int conf_check(const struct raft *r, uint8_t op, uint64_t id)
     }
 }
 
-int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint64_t id, const void *ctx,
-                      size_t ctx_len)
+/* The leader's side of a membership change, local or forwarded: the
+ * encoded entry is appended if it may be. */
+static int leader_conf(struct raft *r, const uint8_t *data, size_t len)
 {
-    assert(!r->in_ready);
-    if (r->role != RAFT_LEADER)
-        return RAFT_ERR_NOT_LEADER;
+    struct raft_conf_change cc;
+
     if (r->transferee != RAFT_NONE)
         return RAFT_ERR_TRANSFERRING;
-    if (ctx_len > RAFT_CONF_CTX_BYTES)
-        return RAFT_ERR_TOO_LARGE;
-    if (id == RAFT_NONE || (ctx_len && !ctx))
+    if (raft_conf_decode(data, len, &cc) != 0 || cc.id == RAFT_NONE)
         return RAFT_ERR_INVALID;
     /* Thesis §4.1: one change at a time; the last may not be applied. */
     if (r->pending_conf > r->applied)
         return RAFT_ERR_CONF_PENDING;
-    int rv = conf_check(r, (uint8_t)op, id);
+    int rv = conf_check(r, cc.op, cc.id);
     if (rv != 0)
         return rv;
-    if (rep_backlog_full(r, 16 + ctx_len))
+    if (rep_backlog_full(r, len))
         return RAFT_ERR_BUSY;
-    uint8_t buf[16 + RAFT_CONF_CTX_BYTES];
-    struct raft_conf_change cc = {
-        .op = (uint8_t)op, .id = id, .ctx = ctx, .ctx_len = (uint32_t)ctx_len};
-    size_t n = raft_conf_encode(&cc, buf, sizeof(buf));
-    rv = rep_append_local(r, RAFT_ENTRY_CONF, buf, n);
+    rv = rep_append_local(r, RAFT_ENTRY_CONF, data, len);
     if (rv == 0)
         r->pending_conf = log_last_index(&r->log);
     return rv;
+}
+
+int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint64_t id, const void *ctx,
+                      size_t ctx_len)
+{
+    uint8_t buf[16 + RAFT_CONF_CTX_BYTES];
+
+    assert(!r->in_ready);
+    if (ctx_len > RAFT_CONF_CTX_BYTES)
+        return RAFT_ERR_TOO_LARGE;
+    if (id == RAFT_NONE || (ctx_len && !ctx))
+        return RAFT_ERR_INVALID;
+    struct raft_conf_change cc = {
+        .op = (uint8_t)op, .id = id, .ctx = ctx, .ctx_len = (uint32_t)ctx_len};
+    size_t n = raft_conf_encode(&cc, buf, sizeof(buf));
+    if (r->removed)
+        return RAFT_ERR_REMOVED;
+    if (r->role != RAFT_LEADER) {
+        if (r->leader == RAFT_NONE)
+            return RAFT_ERR_NO_LEADER;
+        /* Checked again by the leader, which drops it if it may not. */
+        int rv = conf_check(r, (uint8_t)op, id);
+        return rv != 0 ? rv : buffer_prop(r, RAFT_ENTRY_CONF, buf, n);
+    }
+    return leader_conf(r, buf, n);
 }
 
 int raft_read_index(struct raft *r, uint64_t ctx)

@@ -262,10 +262,14 @@ void raft_step(struct raft *r, const struct raft_msg *m);
  * come back for apply and times out the others. */
 int raft_propose(struct raft *r, const void *data, size_t len);
 
-/* Leader only: proposes a membership change. 0 or RAFT_ERR_NOT_LEADER,
- * _CONF_PENDING, _UNKNOWN_MEMBER, _MEMBER_EXISTS, _TOO_MANY_MEMBERS,
- * _NOT_LEARNER, _TOO_LARGE (ctx), _TRANSFERRING. Removing a voter that
- * would leave no voter is RAFT_ERR_INVALID. */
+/* Proposes a membership change: appended on the leader, forwarded to it
+ * by a follower (which checks it against its own view of the membership
+ * first; the leader checks again and drops it if it may not, so a
+ * forwarded change may be lost like any forwarded proposal). 0 or
+ * RAFT_ERR_NO_LEADER, _CONF_PENDING, _UNKNOWN_MEMBER, _MEMBER_EXISTS,
+ * _TOO_MANY_MEMBERS, _NOT_LEARNER, _TOO_LARGE (ctx), _TRANSFERRING,
+ * _REMOVED. Removing a voter that would leave no voter is
+ * RAFT_ERR_INVALID. */
 int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint64_t id, const void *ctx,
                       size_t ctx_len);
 

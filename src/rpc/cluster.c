@@ -62,29 +62,83 @@ void rpc_maint_status(const struct rpc_env *env, const uint8_t *msg, size_t len,
     rpc_reply_msg(out, &resp.base);
 }
 
-/* The member list is replicated state the core keeps (src/server/roster.c):
- * the request goes there and the core answers it. */
-void rpc_cluster_member_list(const struct rpc_env *env, const uint8_t *msg, size_t len,
-                             struct rpc_result *out)
+/* Membership requests and MoveLeader are carried out by the core (the
+ * member list is replicated state it keeps, src/server/roster.c): once
+ * the request decodes, it goes there as [type][request] and the core
+ * answers it. */
+static void to_core(uint8_t type, const uint8_t *msg, size_t len, struct rpc_result *out)
 {
-    Etcdserverpb__MemberListRequest *r = etcdserverpb__member_list_request__unpack(NULL, len, msg);
-    uint8_t *body;
+    uint8_t *body = malloc(1 + len);
 
-    (void)env;
-    if (r == NULL) {
-        rpc_fail_unmarshal(out, msg, len);
-        return;
-    }
-    etcdserverpb__member_list_request__free_unpacked(r, NULL);
-    body = malloc(1);
     if (body == NULL) {
         rpc_fail(out, RPC_E_NOMEM);
         return;
     }
-    body[0] = RPC_LOCAL_MEMBER_LIST;
+    body[0] = type;
+    if (len != 0)
+        memcpy(body + 1, msg, len);
     out->action = RPC_ACT_PROPOSE;
     out->body = body;
-    out->len = 1;
+    out->len = 1 + len;
+}
+
+/* Checks that msg decodes as `desc`, then hands it to the core. */
+static void forward(const ProtobufCMessageDescriptor *desc, uint8_t type, const uint8_t *msg,
+                    size_t len, struct rpc_result *out)
+{
+    ProtobufCMessage *r = protobuf_c_message_unpack(desc, NULL, len, msg);
+
+    if (r == NULL) {
+        rpc_fail_unmarshal(out, msg, len);
+        return;
+    }
+    protobuf_c_message_free_unpacked(r, NULL);
+    to_core(type, msg, len, out);
+}
+
+void rpc_cluster_member_list(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                             struct rpc_result *out)
+{
+    (void)env;
+    forward(&etcdserverpb__member_list_request__descriptor, RPC_LOCAL_MEMBER_LIST, msg, len, out);
+}
+
+void rpc_cluster_member_add(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                            struct rpc_result *out)
+{
+    (void)env;
+    forward(&etcdserverpb__member_add_request__descriptor, RPC_LOCAL_MEMBER_ADD, msg, len, out);
+}
+
+void rpc_cluster_member_remove(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                               struct rpc_result *out)
+{
+    (void)env;
+    forward(&etcdserverpb__member_remove_request__descriptor, RPC_LOCAL_MEMBER_REMOVE, msg, len,
+            out);
+}
+
+void rpc_cluster_member_update(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                               struct rpc_result *out)
+{
+    (void)env;
+    forward(&etcdserverpb__member_update_request__descriptor, RPC_LOCAL_MEMBER_UPDATE, msg, len,
+            out);
+}
+
+void rpc_cluster_member_promote(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                                struct rpc_result *out)
+{
+    (void)env;
+    forward(&etcdserverpb__member_promote_request__descriptor, RPC_LOCAL_MEMBER_PROMOTE, msg, len,
+            out);
+}
+
+void rpc_maint_move_leader(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                           struct rpc_result *out)
+{
+    (void)env;
+    forward(&etcdserverpb__move_leader_request__descriptor, RPC_LOCAL_MOVE_LEADER, msg, len, out);
 }
 
 /* ---- Alarm ---- */

@@ -132,12 +132,20 @@ enum rpc_entry_type {
     RPC_ENTRY_TXN = 3,
     RPC_ENTRY_COMPACT = 4,
     RPC_ENTRY_ALARM = 5,
-    RPC_ENTRY_MEMBER_ATTR = 6, /* a member publishes its name and client URLs (the core's) */
+    RPC_ENTRY_MEMBER_ATTR = 6,   /* a member publishes its name and client URLs (the core's) */
+    RPC_ENTRY_MEMBER_UPDATE = 7, /* MemberUpdate: new peer URLs of a member (the core's) */
     /* Types from here on are requests to the local core, never logged. */
     RPC_LOCAL_FIRST = 128,
     RPC_LOCAL_DEFRAG = 128,
     RPC_LOCAL_READ = 129,        /* a read waiting for a read index: rpc_read_barrier_encode */
     RPC_LOCAL_MEMBER_LIST = 130, /* MemberList, answered from the core's member list */
+    /* Membership and leadership requests, [type][request protobuf],
+     * carried out by the core. */
+    RPC_LOCAL_MEMBER_ADD = 131,
+    RPC_LOCAL_MEMBER_REMOVE = 132,
+    RPC_LOCAL_MEMBER_UPDATE = 133,
+    RPC_LOCAL_MEMBER_PROMOTE = 134,
+    RPC_LOCAL_MOVE_LEADER = 135,
 };
 
 /* After a reply, what the core still has to do before it may send it. */

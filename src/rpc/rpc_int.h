@@ -88,6 +88,16 @@ void rpc_kv_delete_range(const struct rpc_env *env, const uint8_t *msg, size_t l
                          struct rpc_result *out);
 void rpc_maint_status(const struct rpc_env *env, const uint8_t *msg, size_t len,
                       struct rpc_result *out);
+void rpc_cluster_member_add(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                            struct rpc_result *out);
+void rpc_cluster_member_remove(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                               struct rpc_result *out);
+void rpc_cluster_member_update(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                               struct rpc_result *out);
+void rpc_cluster_member_promote(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                                struct rpc_result *out);
+void rpc_maint_move_leader(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                           struct rpc_result *out);
 void rpc_cluster_member_list(const struct rpc_env *env, const uint8_t *msg, size_t len,
                              struct rpc_result *out);
 

@@ -31,7 +31,7 @@
  * Thread: shard 0's only. The member figures it publishes (term, commit,
  * applied, leader, db size, cluster size) are atomics read by every shard.
  */
-#include "core.h"
+#include "core_int.h"
 
 #include "autocompact.h"
 #include "le.h"
@@ -50,146 +50,13 @@
 #include <sys/stat.h>
 #include <time.h>
 
-enum core_op {
-    CORE_OP_WAL_WRITE = SHARD_OP_CORE_BASE,
-    CORE_OP_TIMER = SHARD_OP_CORE_BASE + 1,
-    CORE_OP_TICK = SHARD_OP_CORE_BASE + 2,
-};
-
-#define COMPACT_STEP_KEYS 2048u /* keys examined per compaction step (per turn) */
-
-#define CORE_TURN_PROPOSALS_MAX 8192u       /* proposals taken from the shards per turn */
-#define CORE_TURN_BYTES_MAX     (32u << 20) /* proposal bytes taken per turn */
-#define CORE_WAITING_MAX        65536u      /* proposals/reads waiting for a leader */
-#define CORE_READ_ROUNDS_MAX    256u        /* ReadIndex rounds in flight */
-#define CORE_ENVELOPE_BYTES     16u
-#define CORE_SYNC_READIES_MAX   (1u << 24) /* bound of the start-up drive loop */
-
-/* etcd's messages for requests the cluster could not serve. */
-#define ERR_TIMEOUT        "etcdserver: request timed out"
-#define ERR_LEADER_CHANGED "etcdserver: leader changed"
-#define ERR_TOO_MANY       "etcdserver: too many requests"
-#define ERR_TOO_LARGE      "etcdserver: request is too large"
-#define ERR_REMOVED        "etcdserver: the member has been permanently removed from the cluster"
-
-struct msg_vec {
-    struct shard_msg **v;
-    size_t n;
-    size_t cap;
-};
-
-/* A reply held back until background work is done. */
-struct held {
-    struct shard_msg *m;
-    uint64_t snap_gen; /* RPC_WAIT_SNAPSHOT: the snapshot generation needed */
-};
-
-struct held_vec {
-    struct held *v;
-    size_t n;
-    size_t cap;
-};
-
-/* Raft messages that may leave only once a WAL batch is durable. */
-struct rmsg_vec {
-    struct raft_msg *v;
-    size_t n;
-    size_t cap;
-};
-
-/* What one WAL batch carries besides its bytes. */
-struct batch {
-    struct rmsg_vec durable; /* messages to send once it is durable */
-    uint64_t last_index;     /* last entry in it (0: none) */
-    uint64_t last_term;
-    size_t bytes;
-};
-
-/* One ReadIndex round: the reads of one loop turn. */
-struct read_round {
-    uint64_t ctx;
-    uint64_t index; /* the read index, once known */
-    bool indexed;
-    uint64_t deadline_ms;
-    struct msg_vec msgs;
-};
-
-/* Messages waiting (for a leader, with a deadline). */
-struct wait_vec {
-    struct shard_msg **v;
-    uint64_t *deadline_ms;
-    size_t n;
-    size_t cap;
-};
-
-struct core {
-    struct shard_set *set;
-    struct peer_net *peers;
-    struct wal *wal;
-    struct snapshot *snap;
-    struct raft *raft;
-    struct rpc_env env;        /* with the core's own MVCC reader */
-    struct roster roster;      /* the replicated member list */
-    struct roster_member self; /* this member's name and client URLs */
-    bool published;            /* our attributes were applied this run */
-    uint64_t publish_at_ms;    /* when to propose them (again) */
-    uint64_t id;
-    uint64_t applied;
-    uint64_t applied_term;
-    uint64_t snap_index; /* last entry covered by the newest snapshot */
-    uint64_t snap_term;
-    uint64_t snapshot_count; /* entries between snapshots */
-    uint64_t snap_gen;       /* snapshots started so far */
-    uint64_t snap_gen_done;  /* snapshots made durable so far */
-    bool snap_wanted;        /* a defragment asks for a fresh snapshot */
-    uint64_t wal_bytes;      /* bytes made durable in the WAL since start */
-    uint64_t snap_wal_mark;  /* wal_bytes when the newest snapshot started */
-    bool compacting;         /* physical compaction has work left */
-    uint64_t heartbeat_ms;
-    uint64_t request_timeout_ms;
-    uint64_t last_leader;
-    uint64_t last_term;
-    struct pending pending; /* proposals made here, waiting to apply */
-    struct wait_vec unled;  /* proposals waiting for a leader */
-    struct msg_vec reads;   /* reads of this turn, not yet in a round */
-    uint64_t reads_deadline_ms;
-    struct read_round rounds[CORE_READ_ROUNDS_MAX];
-    unsigned n_rounds;
-    uint64_t read_ctx;
-    struct held_vec held; /* replies waiting for compaction or a snapshot */
-    struct batch next;    /* goes with the WAL's pending batch */
-    struct batch inflight;
-    struct wal_write write; /* the batch being synced */
-    bool write_inflight;
-    bool sync_mode; /* start-up: batches are written synchronously */
-    uint8_t *scratch;
-    size_t scratch_cap;
-    struct core_auto autoc; /* auto-compaction */
-    bool timer_armed;
-    struct __kernel_timespec timer_ts;
-    bool tick_armed;
-    struct __kernel_timespec tick_ts;
-    /* Members the peer net could not reach, reported to Raft after the
-     * ready being carried out (no Raft call may come in between). */
-    uint64_t unreachable[RAFT_MEMBERS_MAX];
-    unsigned n_unreachable;
-    bool in_ready;
-    /* The hard state last added to the WAL, and a newer one that differs
-     * only in its commit index: that one waits for the next batch that
-     * carries entries (a commit index is a hint for restarts, and writing
-     * it alone would cost one more disk write per commit). */
-    struct raft_hardstate hs_written;
-    struct raft_hardstate hs_deferred;
-    bool hs_dirty;
-};
-
-static void fatal(const char *what, int res)
+void core_fatal(const char *what, int res)
 {
     fprintf(stderr, "cetcd: fatal: %s: %s\n", what, strerror(res < 0 ? -res : EIO));
     exit(1);
 }
 
-static uint64_t now_ms(void)
+uint64_t core_now_ms(void)
 {
     struct timespec ts;
 
@@ -203,7 +70,7 @@ static void vec_push(struct msg_vec *v, struct shard_msg *m)
         size_t cap = v->cap != 0 ? v->cap * 2 : 64;
         struct shard_msg **p = realloc(v->v, cap * sizeof(*p));
         if (p == NULL)
-            fatal("out of memory queueing a request", -ENOMEM);
+            core_fatal("out of memory queueing a request", -ENOMEM);
         v->v = p;
         v->cap = cap;
     }
@@ -224,7 +91,7 @@ static void *scratch(struct core *c, size_t n)
         size_t cap = n < 4096 ? 4096 : n;
         uint8_t *p = realloc(c->scratch, cap);
         if (p == NULL)
-            fatal("out of memory", -ENOMEM);
+            core_fatal("out of memory", -ENOMEM);
         c->scratch = p;
         c->scratch_cap = cap;
     }
@@ -249,7 +116,7 @@ static void publish(struct core *c)
 
 /* Sends a reply, unless nobody asked (stream 0: entries the shards or the
  * core proposed on their own, such as an alarm or an auto-compaction). */
-static void answer(struct core *c, struct shard_msg *m)
+void core_answer(struct core *c, struct shard_msg *m)
 {
     if (m->tag.stream_id == 0 || c->set == NULL)
         shard_msg_free(m);
@@ -257,7 +124,7 @@ static void answer(struct core *c, struct shard_msg *m)
         shard_core_reply(c->set, m);
 }
 
-static void refuse(struct core *c, struct shard_msg *m, int code, const char *message)
+void core_refuse(struct core *c, struct shard_msg *m, int code, const char *message)
 {
     free(m->data);
     m->data = NULL;
@@ -265,7 +132,7 @@ static void refuse(struct core *c, struct shard_msg *m, int code, const char *me
     m->kind = SHARD_MSG_REPLY;
     m->code = code;
     m->message = message;
-    answer(c, m);
+    core_answer(c, m);
 }
 
 static void hold(struct core *c, struct shard_msg *m, uint64_t snap_gen)
@@ -274,7 +141,7 @@ static void hold(struct core *c, struct shard_msg *m, uint64_t snap_gen)
         size_t cap = c->held.cap != 0 ? c->held.cap * 2 : 16;
         struct held *v = realloc(c->held.v, cap * sizeof(*v));
         if (v == NULL)
-            fatal("out of memory holding a reply", -ENOMEM);
+            core_fatal("out of memory holding a reply", -ENOMEM);
         c->held.v = v;
         c->held.cap = cap;
     }
@@ -294,7 +161,7 @@ static void release_held(struct core *c)
         struct held h = c->held.v[i];
         bool ready = h.snap_gen == 0 ? !c->compacting : h.snap_gen <= c->snap_gen_done;
         if (ready)
-            answer(c, h.m);
+            core_answer(c, h.m);
         else
             c->held.v[j++] = h;
     }
@@ -311,7 +178,7 @@ static void rmsg_push(struct rmsg_vec *v, const struct raft_msg *m)
         size_t cap = v->cap != 0 ? v->cap * 2 : 16;
         struct raft_msg *p = realloc(v->v, cap * sizeof(*p));
         if (p == NULL)
-            fatal("out of memory keeping a message", -ENOMEM);
+            core_fatal("out of memory keeping a message", -ENOMEM);
         v->v = p;
         v->cap = cap;
     }
@@ -327,7 +194,7 @@ static void rmsg_push(struct rmsg_vec *v, const struct raft_msg *m)
         bytes += m->entries[i].len;
     struct raft_entry *e = malloc(bytes);
     if (e == NULL)
-        fatal("out of memory keeping a message", -ENOMEM);
+        core_fatal("out of memory keeping a message", -ENOMEM);
     uint8_t *p = (uint8_t *)(e + m->n_entries);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         e[i] = m->entries[i];
@@ -377,8 +244,6 @@ static void rmsg_send_all(struct core *c, struct rmsg_vec *v)
     v->n = 0;
 }
 
-static void propose_or_wait(struct core *c, struct shard_msg *m);
-
 /* ---- apply ---- */
 
 static void apply_result(struct core *c, struct shard_msg *m, struct rpc_result *r)
@@ -389,7 +254,7 @@ static void apply_result(struct core *c, struct shard_msg *m, struct rpc_result 
         if (s != NULL) {
             s->data = r->side;
             s->len = r->side_len;
-            propose_or_wait(c, s);
+            core_propose_or_wait(c, s);
         } else {
             free(r->side);
         }
@@ -410,11 +275,11 @@ static void apply_result(struct core *c, struct shard_msg *m, struct rpc_result 
         c->compacting = true;
         hold(c, m, 0);
     } else {
-        answer(c, m);
+        core_answer(c, m);
     }
 }
 
-static void peer_update(struct core *c, const struct roster_member *m)
+void core_peer_update(struct core *c, const struct roster_member *m)
 {
     const char *urls[ROSTER_URLS_MAX];
 
@@ -461,6 +326,11 @@ static void apply_normal(struct core *c, const struct raft_entry *e)
             shard_msg_free(m);
         return;
     }
+    if (e->data[CORE_ENVELOPE_BYTES] == RPC_ENTRY_MEMBER_UPDATE) {
+        core_members_update_applied(c, e->data + CORE_ENVELOPE_BYTES + 1,
+                                    e->len - CORE_ENVELOPE_BYTES - 1, m);
+        return;
+    }
     memset(&r, 0, sizeof(r));
     if (rpc_apply(&c->env, e->data + CORE_ENVELOPE_BYTES, e->len - CORE_ENVELOPE_BYTES, m != NULL,
                   &r) != 0) {
@@ -495,7 +365,7 @@ static void apply_conf(struct core *c, const struct raft_entry *e)
                                      (unsigned)pb->n_peerurls, cc.op == RAFT_CONF_ADD_LEARNER) != 0)
             fprintf(stderr, "cetcd: member %016llx: cannot record it\n", (unsigned long long)cc.id);
         if ((m = roster_find(&c->roster, cc.id)) != NULL)
-            peer_update(c, m);
+            core_peer_update(c, m);
         break;
     case RAFT_CONF_PROMOTE:
         if ((m = roster_find(&c->roster, cc.id)) != NULL)
@@ -511,6 +381,7 @@ static void apply_conf(struct core *c, const struct raft_entry *e)
     }
     if (pb != NULL)
         etcdserverpb__member__free_unpacked(pb, NULL);
+    core_members_conf_applied(c, cc.op, cc.id);
 }
 
 static void apply_entries(struct core *c, const struct raft_entry *v, uint32_t n)
@@ -530,7 +401,7 @@ static void apply_entries(struct core *c, const struct raft_entry *v, uint32_t n
 static void round_fail(struct core *c, struct read_round *rr, const char *message)
 {
     for (size_t i = 0; i < rr->msgs.n; i++)
-        refuse(c, rr->msgs.v[i], RPC_UNAVAILABLE, message);
+        core_refuse(c, rr->msgs.v[i], RPC_UNAVAILABLE, message);
     rr->msgs.n = 0;
 }
 
@@ -582,7 +453,7 @@ static void serve_reads(struct core *c)
         for (size_t i = 0; i < rr->msgs.n; i++) {
             rr->msgs.v[i]->kind = SHARD_MSG_READ_GO;
             rr->msgs.v[i]->code = RPC_OK;
-            answer(c, rr->msgs.v[i]);
+            core_answer(c, rr->msgs.v[i]);
         }
         rr->msgs.n = 0;
         round_drop(c, k);
@@ -614,7 +485,7 @@ static void add_entries(struct core *c, const struct raft_entry *v, uint32_t n)
         if (v[i].len != 0)
             memcpy(buf + 1, v[i].data, v[i].len);
         if (wal_add_entry(c->wal, v[i].term, v[i].index, buf, 1 + (size_t)v[i].len) != 0)
-            fatal("wal: entry too large", -E2BIG);
+            core_fatal("wal: entry too large", -E2BIG);
         c->next.last_index = v[i].index;
         c->next.last_term = v[i].term;
     }
@@ -635,7 +506,7 @@ static void add_hardstate(struct core *c, const struct raft_hardstate *h)
     struct wal_hardstate hs = {h->term, h->vote, h->commit};
 
     if (wal_add_hardstate(c->wal, &hs) != 0)
-        fatal("wal: hard state", -EIO);
+        core_fatal("wal: hard state", -EIO);
     c->hs_written = *h;
     c->hs_dirty = false;
 }
@@ -724,7 +595,7 @@ static void submit_batch(struct core *c)
         if (pwrite(c->write.fd, c->write.buf, c->write.len, (off_t)c->write.offset) !=
                 (ssize_t)c->write.len ||
             fdatasync(c->write.fd) != 0)
-            fatal("wal write", -errno);
+            core_fatal("wal write", -errno);
         batch_durable(c);
         return;
     }
@@ -759,9 +630,9 @@ static bool propose(struct core *c, struct shard_msg *m)
     int rv;
 
     if (m->tag.stream_id != 0) {
-        seq = pending_add(&c->pending, m, now_ms() + c->request_timeout_ms);
+        seq = pending_add(&c->pending, m, core_now_ms() + c->request_timeout_ms);
         if (seq == 0) {
-            refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
+            core_refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
             return true;
         }
     }
@@ -786,11 +657,11 @@ static bool propose(struct core *c, struct shard_msg *m)
     if (seq != 0)
         pending_take(&c->pending, seq);
     if (rv == RAFT_ERR_TOO_LARGE)
-        refuse(c, m, RPC_INVALID_ARGUMENT, ERR_TOO_LARGE);
+        core_refuse(c, m, RPC_INVALID_ARGUMENT, ERR_TOO_LARGE);
     else if (rv == RAFT_ERR_REMOVED)
-        refuse(c, m, RPC_UNAVAILABLE, ERR_REMOVED);
+        core_refuse(c, m, RPC_UNAVAILABLE, ERR_REMOVED);
     else
-        refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
+        core_refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
     return true;
 }
 
@@ -799,7 +670,7 @@ static void wait_push(struct core *c, struct shard_msg *m, uint64_t deadline_ms)
     struct wait_vec *w = &c->unled;
 
     if (w->n == CORE_WAITING_MAX) {
-        refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
+        core_refuse(c, m, RPC_RESOURCE_EXHAUSTED, ERR_TOO_MANY);
         return;
     }
     if (w->n == w->cap) {
@@ -807,7 +678,7 @@ static void wait_push(struct core *c, struct shard_msg *m, uint64_t deadline_ms)
         struct shard_msg **v = realloc(w->v, cap * sizeof(*v));
         uint64_t *d = v != NULL ? realloc(w->deadline_ms, cap * sizeof(*d)) : NULL;
         if (v == NULL || d == NULL)
-            fatal("out of memory queueing a request", -ENOMEM);
+            core_fatal("out of memory queueing a request", -ENOMEM);
         w->v = v;
         w->deadline_ms = d;
         w->cap = cap;
@@ -817,10 +688,10 @@ static void wait_push(struct core *c, struct shard_msg *m, uint64_t deadline_ms)
     w->n++;
 }
 
-static void propose_or_wait(struct core *c, struct shard_msg *m)
+void core_propose_or_wait(struct core *c, struct shard_msg *m)
 {
     if (c->unled.n != 0 || !propose(c, m))
-        wait_push(c, m, now_ms() + c->request_timeout_ms);
+        wait_push(c, m, core_now_ms() + c->request_timeout_ms);
 }
 
 /* Proposals that waited for a leader: proposed in order once there is
@@ -839,7 +710,7 @@ static void retry_unled(struct core *c, uint64_t now)
     }
     for (j = 0; i < w->n; i++) {
         if (w->deadline_ms[i] <= now) {
-            refuse(c, w->v[i], RPC_UNAVAILABLE, ERR_TIMEOUT);
+            core_refuse(c, w->v[i], RPC_UNAVAILABLE, ERR_TIMEOUT);
             continue;
         }
         w->v[j] = w->v[i];
@@ -879,13 +750,15 @@ static void take(struct core *c, struct shard_msg *m)
                                      raft_term(c->raft), &m->len);
         m->code = m->data != NULL ? RPC_OK : RPC_RESOURCE_EXHAUSTED;
         m->message = m->data != NULL ? NULL : "etcdserver: out of memory";
-        answer(c, m);
+        core_answer(c, m);
+    } else if (type >= RPC_LOCAL_MEMBER_ADD && type <= RPC_LOCAL_MOVE_LEADER) {
+        core_members_request(c, m);
     } else if (type == RPC_LOCAL_READ) {
         if (c->reads.n == 0)
-            c->reads_deadline_ms = now_ms() + c->request_timeout_ms;
+            c->reads_deadline_ms = core_now_ms() + c->request_timeout_ms;
         vec_push(&c->reads, m);
     } else {
-        propose_or_wait(c, m);
+        core_propose_or_wait(c, m);
     }
 }
 
@@ -913,7 +786,7 @@ static void expire(struct core *c, uint64_t now)
     unsigned k = 0;
 
     while ((m = pending_expired(&c->pending, now)) != NULL)
-        refuse(c, m, RPC_UNAVAILABLE, ERR_TIMEOUT);
+        core_refuse(c, m, RPC_UNAVAILABLE, ERR_TIMEOUT);
     retry_unled(c, now);
     while (k < c->n_rounds) {
         if (c->rounds[k].deadline_ms > now) {
@@ -925,7 +798,7 @@ static void expire(struct core *c, uint64_t now)
     }
     if (c->reads.n != 0 && c->reads_deadline_ms <= now) {
         for (size_t i = 0; i < c->reads.n; i++)
-            refuse(c, c->reads.v[i], RPC_UNAVAILABLE, ERR_TIMEOUT);
+            core_refuse(c, c->reads.v[i], RPC_UNAVAILABLE, ERR_TIMEOUT);
         c->reads.n = 0;
     }
 }
@@ -1043,7 +916,7 @@ static struct raft_config raft_cfg(const struct core *c, const struct core_confi
     struct raft_config rc = {
         .id = c->id,
         .heartbeat_ticks = 1,
-        .seed = c->id ^ (uint64_t)now_ms(),
+        .seed = c->id ^ (uint64_t)core_now_ms(),
         .max_inflight = 256,
         .max_msg_bytes = 1u << 20,
         .max_apply_bytes = 64u << 20,
@@ -1130,6 +1003,8 @@ int core_open(struct core **out, const char *data_dir, const struct core_config 
         return -1;
     c->env = *env;
     c->id = env->member->member_id;
+    if (cfg->token != NULL)
+        snprintf(c->token, sizeof(c->token), "%s", cfg->token);
     c->snapshot_count = cfg->snapshot_count != 0 ? cfg->snapshot_count : 1;
     c->heartbeat_ms = cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : 100;
     c->request_timeout_ms = 5000 + 2 * (cfg->election_ms != 0 ? cfg->election_ms : 1000);
@@ -1149,7 +1024,7 @@ int core_open(struct core **out, const char *data_dir, const struct core_config 
         return -1;
     }
     replay_free(&rp);
-    autoc_init(&c->autoc, cfg->auto_period_ms, cfg->auto_revisions, now_ms(),
+    autoc_init(&c->autoc, cfg->auto_period_ms, cfg->auto_revisions, core_now_ms(),
                mvcc_current_revision(c->env.store));
     if (info.torn_bytes > 0)
         fprintf(stderr, "cetcd: wal: cut a torn tail of %llu bytes\n",
@@ -1172,6 +1047,7 @@ void core_close(struct core *c)
     if (c->raft != NULL)
         raft_free(c->raft);
     pending_fini(&c->pending);
+    core_members_free(c);
     for (size_t i = 0; i < c->unled.n; i++)
         shard_msg_free(c->unled.v[i]);
     free(c->unled.v);
@@ -1197,7 +1073,7 @@ void core_attach(struct core *c, struct shard_set *set, struct peer_net *peers)
     c->set = set;
     c->peers = peers;
     for (unsigned i = 0; i < c->roster.n; i++)
-        peer_update(c, &c->roster.m[i]);
+        core_peer_update(c, &c->roster.m[i]);
 }
 
 /* Once there is a leader, this member publishes its name and client URLs
@@ -1218,7 +1094,7 @@ static void publish_self(struct core *c, uint64_t now)
         return;
     }
     c->publish_at_ms = now + c->request_timeout_ms;
-    propose_or_wait(c, m);
+    core_propose_or_wait(c, m);
 }
 
 /* ---- timers and background work ---- */
@@ -1226,7 +1102,7 @@ static void publish_self(struct core *c, uint64_t now)
 static void auto_compact(struct core *c)
 {
     Etcdserverpb__CompactionRequest req = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
-    int64_t rev = autoc_tick(&c->autoc, now_ms(), mvcc_current_revision(c->env.store));
+    int64_t rev = autoc_tick(&c->autoc, core_now_ms(), mvcc_current_revision(c->env.store));
     struct shard_msg *m;
     size_t n;
 
@@ -1243,7 +1119,7 @@ static void auto_compact(struct core *c)
     m->data[0] = RPC_ENTRY_COMPACT;
     etcdserverpb__compaction_request__pack(&req, m->data + 1);
     m->len = 1 + n;
-    propose_or_wait(c, m);
+    core_propose_or_wait(c, m);
 }
 
 static void arm_timeout(struct core *c, struct __kernel_timespec *ts, uint64_t ms, unsigned op)
@@ -1259,7 +1135,7 @@ static void arm_timeout(struct core *c, struct __kernel_timespec *ts, uint64_t m
 static void arm_timers(struct core *c)
 {
     if (!c->timer_armed && autoc_enabled(&c->autoc)) {
-        arm_timeout(c, &c->timer_ts, autoc_wait_ms(&c->autoc, now_ms()), CORE_OP_TIMER);
+        arm_timeout(c, &c->timer_ts, autoc_wait_ms(&c->autoc, core_now_ms()), CORE_OP_TIMER);
         c->timer_armed = true;
     }
     if (!c->tick_armed) {
@@ -1351,15 +1227,16 @@ static void core_turn(void *arg)
 
     drain(c);
     if (c->unled.n != 0 && raft_leader(c->raft) != RAFT_NONE)
-        retry_unled(c, now_ms());
-    publish_self(c, now_ms());
+        retry_unled(c, core_now_ms());
+    publish_self(c, core_now_ms());
     start_reads(c);
     drive(c);
+    core_members_turn(c, core_now_ms());
     serve_reads(c);
     background(c);
     submit_batch(c);
     if (c->peers != NULL)
-        peer_turn(c->peers, now_ms());
+        peer_turn(c->peers, core_now_ms());
     arm_timers(c);
     publish(c);
     shard_core_flush(c->set);
@@ -1373,7 +1250,7 @@ static void core_cqe(void *arg, uint64_t ud, int res)
     switch (op) {
     case CORE_OP_WAL_WRITE:
         if (res < 0 || (size_t)res != c->write.len)
-            fatal("wal write", res < 0 ? res : -EIO);
+            core_fatal("wal write", res < 0 ? res : -EIO);
         batch_durable(c);
         break;
     case CORE_OP_TIMER:
@@ -1383,7 +1260,7 @@ static void core_cqe(void *arg, uint64_t ud, int res)
     case CORE_OP_TICK:
         c->tick_armed = false;
         raft_tick(c->raft);
-        expire(c, now_ms());
+        expire(c, core_now_ms());
         break;
     default:
         if (c->peers != NULL && op >= CORE_PEER_OP_BASE && op < CORE_PEER_OP_BASE + 8)

@@ -171,6 +171,7 @@ static int server_start(struct server *sv, struct config *cfg, struct shard_conf
         .heartbeat_ms = cfg->heartbeat_interval_ms,
         .election_ms = cfg->election_timeout_ms,
         .initial = &initial,
+        .token = cfg->initial_cluster_token,
     };
     config_retention(cfg, &cc.auto_period_ms, &cc.auto_revisions);
     if (core_open(&sv->core, cfg->data_dir, &cc, &sv->env, err, sizeof(err)) != 0) {

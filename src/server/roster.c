@@ -249,3 +249,81 @@ uint8_t *roster_member_list(const struct roster *r, uint64_t cluster_id, uint64_
     /* etcd's Cluster service fills no revision in its headers. */
     return pack_list(r, &hdr, len);
 }
+
+uint8_t *roster_member_add_reply(const struct roster *r, uint64_t id, uint64_t cluster_id,
+                                 uint64_t member_id, uint64_t raft_term, size_t *len)
+{
+    Etcdserverpb__MemberAddResponse resp = ETCDSERVERPB__MEMBER_ADD_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    Etcdserverpb__Member added;
+    char *peer[ROSTER_URLS_MAX];
+    const struct roster_member *m = NULL;
+    struct pb_list *l;
+    uint8_t *buf;
+
+    for (unsigned i = 0; i < r->n; i++)
+        if (r->m[i].id == id)
+            m = &r->m[i];
+    if (m == NULL || (l = malloc(sizeof(*l))) == NULL)
+        return NULL;
+    pb_list_fill(r, l);
+    /* The added member as etcd reports it: ID, peer URLs, learner. */
+    etcdserverpb__member__init(&added);
+    added.id = m->id;
+    for (unsigned i = 0; i < m->n_peer_urls; i++)
+        peer[i] = (char *)m->peer_urls[i];
+    added.peerurls = peer;
+    added.n_peerurls = m->n_peer_urls;
+    added.islearner = m->learner;
+    hdr.cluster_id = cluster_id;
+    hdr.member_id = member_id;
+    hdr.raft_term = raft_term;
+    resp.header = &hdr;
+    resp.member = &added;
+    resp.members = l->p;
+    resp.n_members = r->n;
+    *len = etcdserverpb__member_add_response__get_packed_size(&resp);
+    buf = malloc(*len != 0 ? *len : 1);
+    if (buf != NULL)
+        etcdserverpb__member_add_response__pack(&resp, buf);
+    free(l);
+    return buf;
+}
+
+unsigned roster_started_voters(const struct roster *r, uint64_t except)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < r->n; i++)
+        if (!r->m[i].learner && r->m[i].id != except && r->m[i].name[0] != '\0')
+            n++;
+    return n;
+}
+
+unsigned roster_voters(const struct roster *r)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < r->n; i++)
+        n += !r->m[i].learner;
+    return n;
+}
+
+unsigned roster_learners(const struct roster *r)
+{
+    return r->n - roster_voters(r);
+}
+
+bool roster_peer_url_used(const struct roster *r, const char *const *urls, unsigned n,
+                          uint64_t except)
+{
+    for (unsigned i = 0; i < r->n; i++) {
+        if (r->m[i].id == except)
+            continue;
+        for (unsigned j = 0; j < r->m[i].n_peer_urls; j++)
+            for (unsigned k = 0; k < n; k++)
+                if (strcmp(r->m[i].peer_urls[j], urls[k]) == 0)
+                    return true;
+    }
+    return false;
+}

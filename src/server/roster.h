@@ -64,7 +64,24 @@ int roster_decode(struct roster *r, const uint8_t *buf, size_t len);
 uint8_t *roster_attrs_encode(const struct roster_member *self, uint8_t type, size_t *len);
 int roster_attrs_apply(struct roster *r, const uint8_t *buf, size_t len);
 
-/* The MemberList answer body (header filled by the caller's values). */
+/* The MemberAdd answer body: the member added (ID, peer URLs, learner)
+ * and the list after the change. NULL if out of memory or id unknown. */
+uint8_t *roster_member_add_reply(const struct roster *r, uint64_t id, uint64_t cluster_id,
+                                 uint64_t member_id, uint64_t raft_term, size_t *len);
+
+/* Voters that have published their attributes (etcd's "started"),
+ * leaving out `except` (0: none). */
+unsigned roster_started_voters(const struct roster *r, uint64_t except);
+unsigned roster_voters(const struct roster *r);
+unsigned roster_learners(const struct roster *r);
+
+/* Does any member other than `except` use one of these peer URLs? */
+bool roster_peer_url_used(const struct roster *r, const char *const *urls, unsigned n,
+                          uint64_t except);
+
+/* The MemberList answer body (header filled by the caller's values). Its
+ * encoding is also MemberRemove's, MemberUpdate's and MemberPromote's
+ * (the same fields under the same numbers). */
 uint8_t *roster_member_list(const struct roster *r, uint64_t cluster_id, uint64_t member_id,
                             uint64_t raft_term, size_t *len);
 
