@@ -253,11 +253,6 @@ static bool msg_valid(const struct raft *r, const struct raft_msg *m)
 /* Unknown senders are dropped, unless this member is outside its own
  * configuration (it joined and has not learned it yet, or was removed):
  * then it listens to whoever the leader is. */
-static bool sender_known(const struct raft *r, const struct raft_msg *m)
-{
-    return conf_member(&r->conf, m->from) || !conf_member(&r->conf, r->cfg.id);
-}
-
 static bool is_vote(uint8_t type)
 {
     return type == RAFT_MSG_VOTE || type == RAFT_MSG_PREVOTE;
@@ -266,6 +261,16 @@ static bool is_vote(uint8_t type)
 static bool from_leader(uint8_t type)
 {
     return type == RAFT_MSG_APP || type == RAFT_MSG_HEARTBEAT || type == RAFT_MSG_SNAP;
+}
+
+/* Messages from members this one does not know are dropped, except what
+ * only a leader sends: a member whose membership is behind (it was down
+ * while the leader was added) must still hear the leader to catch up.
+ * The term rules still apply to those (found by the simulator, seed 212). */
+static bool sender_known(const struct raft *r, const struct raft_msg *m)
+{
+    return conf_member(&r->conf, m->from) || !conf_member(&r->conf, r->cfg.id) ||
+           from_leader(m->type);
 }
 
 /* Raft §5.1, with etcd's refinements: false if m is to be ignored. */

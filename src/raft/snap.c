@@ -161,7 +161,7 @@ struct snap_reader {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static void snap_name(char out[SNAP_NAME_BYTES + 1], uint64_t term, uint64_t index)
+void snap_file_name(char out[SNAP_NAME_BYTES + 1], uint64_t term, uint64_t index)
 {
     snprintf(out, SNAP_NAME_BYTES + 1, "%016" PRIx64 "-%016" PRIx64 SNAP_SUFFIX, term, index);
 }
@@ -444,7 +444,7 @@ int snap_write_begin(struct snap_writer **out, const char *dir, uint64_t term, u
         goto fail;
     }
     strcpy(w->dir, dir);
-    snap_name(w->name, term, index);
+    snap_file_name(w->name, term, index);
     snprintf(w->tmp, sizeof(w->tmp), "%s" SNAP_TMP_SUFFIX, w->name);
     w->dir_fd = open_dir(dir, err, err_len);
     if (w->dir_fd < 0)

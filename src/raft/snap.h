@@ -56,6 +56,9 @@ struct snap_file {
     char name[SNAP_NAME_BYTES + 1];
 };
 
+/* The file name of a snapshot at (term, index). */
+void snap_file_name(char out[SNAP_NAME_BYTES + 1], uint64_t term, uint64_t index);
+
 /* Creates `dir` and its missing parents (0700; each one made is fsynced in
  * its parent) and removes leftover *.snap.tmp files of an interrupted
  * write. */

@@ -216,23 +216,41 @@ static void note_unreachable(struct core *c, uint64_t id)
         c->unreachable[c->n_unreachable++] = id;
 }
 
+static void note_snap_failed(struct core *c, uint64_t id)
+{
+    if (c->n_snap_failed < RAFT_MEMBERS_MAX)
+        c->snap_failed[c->n_snap_failed++] = id;
+}
+
 static void report_unreachable(struct core *c)
 {
     for (unsigned i = 0; i < c->n_unreachable; i++)
         raft_report_unreachable(c->raft, c->unreachable[i]);
     c->n_unreachable = 0;
+    for (unsigned i = 0; i < c->n_snap_failed; i++)
+        raft_report_snapshot(c->raft, c->snap_failed[i], false);
+    c->n_snap_failed = 0;
 }
 
-/* Snapshots are not sent to followers yet (Raft is never told of one, so
- * it never asks); a SNAP message is reported as unreachable. */
+/* A SNAP message goes with its snapshot file, streamed by the peer net;
+ * the file may be gone (purged for a newer one): Raft then hears the
+ * send failed and asks again with the newest. */
 static void send_msg(struct core *c, const struct raft_msg *m)
 {
+    char path[4096];
+
     if (c->peers == NULL || m->to == c->id)
         return;
-    if (m->type == RAFT_MSG_SNAP)
-        note_unreachable(c, m->to);
-    else
+    if (m->type != RAFT_MSG_SNAP) {
         peer_send(c->peers, m);
+        return;
+    }
+    snapshot_path(c->snap, m->snap.term, m->snap.index, path, sizeof(path));
+    if (peer_send_snapshot(c->peers, m, path) != 0)
+        note_snap_failed(c, m->to);
+    else
+        fprintf(stderr, "cetcd: sending snapshot at index %llu to %016llx\n",
+                (unsigned long long)m->snap.index, (unsigned long long)m->to);
 }
 
 static void rmsg_send_all(struct core *c, struct rmsg_vec *v)
@@ -1157,20 +1175,24 @@ static bool snapshot_due(const struct core *c)
 
 /* A snapshot is durable: the WAL is released one snapshot behind (should
  * the newest snapshot be damaged, the one before it still has its WAL).
- * A sole member also drops the log it held in memory up to the snapshot;
- * with followers the log stays, as they may still need it and snapshots
- * are not yet sent to followers. */
+ * Raft may send it to followers from now on, and drops from memory the
+ * log up to CORE_CATCHUP_ENTRIES before it (all of it for a sole member):
+ * a follower further behind than that gets the snapshot. */
 static void snapshot_durable(struct core *c, const struct snapshot_point *pt)
 {
-    char err[256];
+    struct raft_snap_meta meta = {.index = pt->index, .term = pt->term, .conf = c->snap_conf};
     const struct raft_conf *conf = raft_conf(c->raft);
+    char err[256];
 
     if (c->snap_index != 0 && wal_release(c->wal, c->snap_index, err, sizeof(err)) < 0)
         fprintf(stderr, "cetcd: wal release: %s\n", err);
     c->snap_index = pt->index;
     c->snap_term = pt->term;
+    raft_snapshot_taken(c->raft, &meta);
     if (conf->n_voters + conf->n_learners == 1)
         raft_compact(c->raft, pt->index);
+    else if (pt->index > CORE_CATCHUP_ENTRIES)
+        raft_compact(c->raft, pt->index - CORE_CATCHUP_ENTRIES);
     publish(c);
 }
 
@@ -1203,6 +1225,7 @@ static void background(struct core *c)
         pt.term = c->applied_term;
         pt.alarms = rpc_member_load(&c->env.member->alarms);
         pt.cluster = roster_encode(&c->roster, &pt.cluster_len);
+        c->snap_conf = *raft_conf(c->raft);
         rv = pt.cluster != NULL ? snapshot_start(c->snap, &pt) : -1;
         free(pt.cluster);
         if (rv == 0) {
@@ -1312,7 +1335,10 @@ static void on_snapshot_sent(void *arg, uint64_t to, bool ok)
 {
     struct core *c = *(struct core **)arg;
 
-    raft_report_snapshot(c->raft, to, ok);
+    if (c->in_ready && !ok)
+        note_snap_failed(c, to);
+    else if (!c->in_ready)
+        raft_report_snapshot(c->raft, to, ok);
 }
 
 static void on_unreachable(void *arg, uint64_t to)

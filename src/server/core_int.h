@@ -36,6 +36,7 @@ enum core_op {
 #define CORE_WAITING_MAX        65536u      /* proposals/reads waiting for a leader */
 #define CORE_READ_ROUNDS_MAX    256u        /* ReadIndex rounds in flight */
 #define CORE_ENVELOPE_BYTES     16u
+#define CORE_CATCHUP_ENTRIES    5000u      /* log kept behind a snapshot for slow followers */
 #define CORE_SYNC_READIES_MAX   (1u << 24) /* bound of the start-up drive loop */
 
 /* etcd's messages for requests the cluster could not serve. */
@@ -146,7 +147,10 @@ struct core {
      * ready being carried out (no Raft call may come in between). */
     uint64_t unreachable[RAFT_MEMBERS_MAX];
     unsigned n_unreachable;
+    uint64_t snap_failed[RAFT_MEMBERS_MAX]; /* snapshot sends that failed */
+    unsigned n_snap_failed;
     bool in_ready;
+    struct raft_conf snap_conf; /* the membership when the running snapshot started */
     /* The hard state last added to the WAL, and a newer one that differs
      * only in its commit index: that one waits for the next batch that
      * carries entries (a commit index is a hint for restarts, and writing

@@ -866,6 +866,14 @@ static ssize_t load_pick(struct snapshot *s, struct load *l, const struct snap_f
     return -1;
 }
 
+void snapshot_path(const struct snapshot *s, uint64_t term, uint64_t index, char *buf, size_t len)
+{
+    char name[SNAP_NAME_BYTES + 1];
+
+    snap_file_name(name, term, index);
+    snprintf(buf, len, "%s/%s", s->dir, name);
+}
+
 int snapshot_load(struct snapshot *s, struct snapshot_point *pt, bool *found, char *err,
                   size_t err_len)
 {

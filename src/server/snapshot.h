@@ -65,6 +65,9 @@ int snapshot_poll(struct snapshot *s, struct snapshot_point *done);
 /* true while a snapshot is being written. */
 bool snapshot_busy(const struct snapshot *s);
 
+/* The path of the snapshot file at (term, index) in this data dir. */
+void snapshot_path(const struct snapshot *s, uint64_t term, uint64_t index, char *buf, size_t len);
+
 /* Bytes of the newest snapshot file (for Status dbSize). */
 uint64_t snapshot_size_bytes(const struct snapshot *s);
 

@@ -80,8 +80,7 @@ void sim_trace(struct sim *s, const char *fmt, ...)
     char *line = s->trace[s->trace_n % SIM_TRACE_LINES];
     int off = snprintf(line, SIM_TRACE_BYTES, "t=%llu.%02llu #%llu ",
                        (unsigned long long)(s->now / SIM_TICK_UNITS),
-                       (unsigned long long)(s->now % SIM_TICK_UNITS),
-                       (unsigned long long)s->step);
+                       (unsigned long long)(s->now % SIM_TICK_UNITS), (unsigned long long)s->step);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + off, SIM_TRACE_BYTES - (size_t)off, fmt, ap);
@@ -115,18 +114,15 @@ void sim_fail(struct sim *s, const char *property, const char *fmt, ...)
                 "sim:   member %llu state=%d inc=%u applied=%llu mlog=(%llu,%llu] "
                 "dlog=(%llu,%llu] mhs={t%llu v%llu c%llu} dhs={t%llu v%llu c%llu} unsynced=%u\n",
                 (unsigned long long)id, n->state, n->inc, (unsigned long long)n->applied,
-                (unsigned long long)n->mlog.base_index,
-                (unsigned long long)slog_last(&n->mlog),
-                (unsigned long long)n->dlog.base_index,
-                (unsigned long long)slog_last(&n->dlog), (unsigned long long)n->mhs.term,
-                (unsigned long long)n->mhs.vote, (unsigned long long)n->mhs.commit,
-                (unsigned long long)n->dhs.term, (unsigned long long)n->dhs.vote,
-                (unsigned long long)n->dhs.commit, n->w_n);
+                (unsigned long long)n->mlog.base_index, (unsigned long long)slog_last(&n->mlog),
+                (unsigned long long)n->dlog.base_index, (unsigned long long)slog_last(&n->dlog),
+                (unsigned long long)n->mhs.term, (unsigned long long)n->mhs.vote,
+                (unsigned long long)n->mhs.commit, (unsigned long long)n->dhs.term,
+                (unsigned long long)n->dhs.vote, (unsigned long long)n->dhs.commit, n->w_n);
     }
 summary:
     fprintf(stderr, "sim: FAIL seed=%llu members=%u step=%llu: %s: %s\n",
-            (unsigned long long)s->seed, s->members, (unsigned long long)s->step, property,
-            detail);
+            (unsigned long long)s->seed, s->members, (unsigned long long)s->step, property, detail);
     fprintf(stderr, "sim: replay with: --seed %llu --members %u --steps %llu\n",
             (unsigned long long)s->seed, s->members, (unsigned long long)s->steps_max);
     fflush(stderr);
@@ -367,8 +363,8 @@ void model_free(struct model *g)
 
 /* State Machine Safety: member n applies (index, term, b) while in term
  * applier_term. The first apply of an index anywhere extends the history. */
-void model_apply(struct sim *s, struct node *n, uint64_t index, uint64_t term,
-                 const struct blob *b, uint64_t applier_term)
+void model_apply(struct sim *s, struct node *n, uint64_t index, uint64_t term, const struct blob *b,
+                 uint64_t applier_term)
 {
     struct model *g = &s->g;
     if (index <= g->max) {
@@ -377,9 +373,9 @@ void model_apply(struct sim *s, struct node *n, uint64_t index, uint64_t term,
             sim_fail(s, "State Machine Safety",
                      "member %llu applies index %llu term %llu payload %016llx; "
                      "committed there: term %llu payload %016llx",
-                     (unsigned long long)n->id, (unsigned long long)index,
-                     (unsigned long long)term, (unsigned long long)b->h,
-                     (unsigned long long)e->term, (unsigned long long)e->b->h);
+                     (unsigned long long)n->id, (unsigned long long)index, (unsigned long long)term,
+                     (unsigned long long)b->h, (unsigned long long)e->term,
+                     (unsigned long long)e->b->h);
         if (applier_term < e->ct)
             e->ct = applier_term;
         return;
@@ -388,8 +384,7 @@ void model_apply(struct sim *s, struct node *n, uint64_t index, uint64_t term,
         sim_fail(s, "State Machine Safety",
                  "member %llu applies index %llu first, but the highest index applied "
                  "anywhere is %llu (a gap)",
-                 (unsigned long long)n->id, (unsigned long long)index,
-                 (unsigned long long)g->max);
+                 (unsigned long long)n->id, (unsigned long long)index, (unsigned long long)g->max);
     if (index >= g->a_cap) {
         g->a_cap *= 2;
         g->a = realloc(g->a, g->a_cap * sizeof(*g->a));
@@ -445,8 +440,8 @@ static void lm_grow(struct model *g)
 }
 
 /* Log Matching: (index, term) written by member n after prev_term. */
-void model_record(struct sim *s, struct node *n, uint64_t index, uint64_t term,
-                  uint64_t prev_term, const struct blob *b)
+void model_record(struct sim *s, struct node *n, uint64_t index, uint64_t term, uint64_t prev_term,
+                  const struct blob *b)
 {
     struct model *g = &s->g;
     if (2 * (g->lm_n + 1) > g->lm_cap)
@@ -460,10 +455,9 @@ void model_record(struct sim *s, struct node *n, uint64_t index, uint64_t term,
             sim_fail(s, "Log Matching",
                      "member %llu holds (index %llu, term %llu) = payload %016llx after term "
                      "%llu; elsewhere the same (index, term) is payload %016llx after term %llu",
-                     (unsigned long long)n->id, (unsigned long long)index,
-                     (unsigned long long)term, (unsigned long long)b->h,
-                     (unsigned long long)prev_term, (unsigned long long)e->b->h,
-                     (unsigned long long)e->prev_term);
+                     (unsigned long long)n->id, (unsigned long long)index, (unsigned long long)term,
+                     (unsigned long long)b->h, (unsigned long long)prev_term,
+                     (unsigned long long)e->b->h, (unsigned long long)e->prev_term);
         return;
     }
     g->lm[j] = (struct lment){.index = index, .term = term, .prev_term = prev_term, .b = b};

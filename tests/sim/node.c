@@ -24,9 +24,8 @@
 #include "sim.h"
 
 static const char *const msg_names[] = {
-    "?",    "APP",  "APP_RESP",      "VOTE",       "VOTE_RESP",  "PREVOTE", "PREVOTE_RESP",
-    "HB",   "HB_R", "PROP",          "READ_INDEX", "READ_RESP",  "SNAP",    "TIMEOUT_NOW",
-    "XFER",
+    "?",    "APP",  "APP_RESP",   "VOTE",      "VOTE_RESP", "PREVOTE",     "PREVOTE_RESP", "HB",
+    "HB_R", "PROP", "READ_INDEX", "READ_RESP", "SNAP",      "TIMEOUT_NOW", "XFER",
 };
 
 static const char *msg_name(uint8_t t)
@@ -126,20 +125,17 @@ static void check_send_durable(struct sim *s, struct node *n, const struct raft_
         sim_fail(s, "Durability",
                  "member %llu grants its vote in term %llu to %llu; durable hard state is "
                  "term %llu vote %llu",
-                 (unsigned long long)n->id, (unsigned long long)m->term,
-                 (unsigned long long)m->to, (unsigned long long)n->dhs.term,
-                 (unsigned long long)n->dhs.vote);
+                 (unsigned long long)n->id, (unsigned long long)m->term, (unsigned long long)m->to,
+                 (unsigned long long)n->dhs.term, (unsigned long long)n->dhs.vote);
 }
 
 static void check_msg(struct sim *s, struct node *n, const struct raft_msg *m)
 {
     if (m->from != n->id || m->to == n->id || m->to == RAFT_NONE || m->to >= SIM_ID_MAX)
-        sim_fail(s, "message", "member %llu emits %s from %llu to %llu",
-                 (unsigned long long)n->id, msg_name(m->type), (unsigned long long)m->from,
-                 (unsigned long long)m->to);
+        sim_fail(s, "message", "member %llu emits %s from %llu to %llu", (unsigned long long)n->id,
+                 msg_name(m->type), (unsigned long long)m->from, (unsigned long long)m->to);
     if (m->n_entries && !m->entries)
-        sim_fail(s, "message", "%s with %u entries and no array", msg_name(m->type),
-                 m->n_entries);
+        sim_fail(s, "message", "%s with %u entries and no array", msg_name(m->type), m->n_entries);
     if (m->type == RAFT_MSG_APP) {
         for (uint32_t i = 0; i < m->n_entries; i++)
             if (m->entries[i].index != m->index + 1 + i || m->entries[i].term > m->term)
@@ -162,23 +158,22 @@ static void net_post_snap(struct sim *s, struct node *n, struct netmsg *nm)
                  "(index %llu, term %llu)",
                  (unsigned long long)n->id, (unsigned long long)m->snap.index,
                  (unsigned long long)m->snap.term, (unsigned long long)m->to,
-                 (unsigned long long)n->dsnap.meta.index,
-                 (unsigned long long)n->dsnap.meta.term);
+                 (unsigned long long)n->dsnap.meta.index, (unsigned long long)n->dsnap.meta.term);
     s->st.snaps_sent++;
     /* A snapshot stream fails as a whole: its sender hears of it later. */
     if (!s->final && (rng_permille(&s->rng, 150) || sim_link_cut(s, n->id, m->to))) {
         s->st.snaps_failed++;
         sim_trace(s, "snapshot %llu -> %llu (index %llu) will fail", (unsigned long long)n->id,
                   (unsigned long long)m->to, (unsigned long long)m->snap.index);
-        sim_schedule(s, s->now + 1 + rng_below(&s->rng, 2 * SIM_TICK_UNITS), EV_SNAP_REPORT,
-                     n->id, n->inc, m->to * 2, NULL);
+        sim_schedule(s, s->now + 1 + rng_below(&s->rng, 2 * SIM_TICK_UNITS), EV_SNAP_REPORT, n->id,
+                     n->inc, m->to * 2, NULL);
         netmsg_free(nm);
         return;
     }
     nm->has_snapdata = true;
     nm->snap = n->dsnap;
-    if (!sim_schedule(s, s->now + 10 + rng_below(&s->rng, 2 * SIM_TICK_UNITS), EV_MSG, m->to,
-                      0, 0, nm)) {
+    if (!sim_schedule(s, s->now + 10 + rng_below(&s->rng, 2 * SIM_TICK_UNITS), EV_MSG, m->to, 0, 0,
+                      nm)) {
         sim_schedule(s, s->now + 1, EV_SNAP_REPORT, n->id, n->inc, m->to * 2, NULL);
         netmsg_free(nm);
     }
@@ -191,12 +186,12 @@ static void net_post(struct sim *s, struct node *n, struct netmsg *nm, bool imme
     nm->from_inc = n->inc;
     s->st.msgs_sent++;
     if (s->verbose)
-        sim_trace(s, "send %s %llu->%llu term=%llu idx=%llu lt=%llu commit=%llu n=%u rej=%d ctx=%llu",
-                  msg_name(nm->m.type), (unsigned long long)nm->m.from,
-                  (unsigned long long)nm->m.to, (unsigned long long)nm->m.term,
-                  (unsigned long long)nm->m.index, (unsigned long long)nm->m.log_term,
-                  (unsigned long long)nm->m.commit, nm->m.n_entries, nm->m.reject,
-                  (unsigned long long)nm->m.ctx);
+        sim_trace(
+            s, "send %s %llu->%llu term=%llu idx=%llu lt=%llu commit=%llu n=%u rej=%d ctx=%llu",
+            msg_name(nm->m.type), (unsigned long long)nm->m.from, (unsigned long long)nm->m.to,
+            (unsigned long long)nm->m.term, (unsigned long long)nm->m.index,
+            (unsigned long long)nm->m.log_term, (unsigned long long)nm->m.commit, nm->m.n_entries,
+            nm->m.reject, (unsigned long long)nm->m.ctx);
     if (nm->m.type == RAFT_MSG_SNAP) {
         net_post_snap(s, n, nm);
         return;
@@ -234,8 +229,8 @@ void net_deliver(struct sim *s, struct netmsg *nm)
     sim_trace(s, "deliver %s %llu->%llu term=%llu idx=%llu lt=%llu commit=%llu n=%u rej=%d",
               msg_name(nm->m.type), (unsigned long long)from, (unsigned long long)nm->m.to,
               (unsigned long long)nm->m.term, (unsigned long long)nm->m.index,
-              (unsigned long long)nm->m.log_term, (unsigned long long)nm->m.commit,
-              nm->m.n_entries, nm->m.reject);
+              (unsigned long long)nm->m.log_term, (unsigned long long)nm->m.commit, nm->m.n_entries,
+              nm->m.reject);
     if (nm->has_snapdata) {
         /* The snapshot's data arrives with the message; the member's ready
          * (has_snap) installs it later, found again by (index, term). */
@@ -372,16 +367,13 @@ void node_restart(struct sim *s, struct node *n)
         sim_fail(s, "restart", "raft_new failed for member %llu", (unsigned long long)n->id);
     for (uint64_t i = n->dlog.base_index + 1; i <= slog_last(&n->dlog); i++) {
         const struct sent *e = slog_at(&n->dlog, i);
-        struct raft_entry re = {.term = e->term,
-                                .index = i,
-                                .type = e->b->type,
-                                .len = e->b->len,
-                                .data = e->b->data};
+        struct raft_entry re = {
+            .term = e->term, .index = i, .type = e->b->type, .len = e->b->len, .data = e->b->data};
         int rv = raft_load(n->r, &re);
         if (rv != 0)
             sim_fail(s, "restart", "member %llu: raft_load(index %llu term %llu) = %d",
-                     (unsigned long long)n->id, (unsigned long long)i,
-                     (unsigned long long)e->term, rv);
+                     (unsigned long long)n->id, (unsigned long long)i, (unsigned long long)e->term,
+                     rv);
     }
     slog_copy(&n->mlog, &n->dlog);
     n->mhs = n->dhs;
@@ -431,9 +423,8 @@ void node_crash(struct sim *s, struct node *n)
         s->st.torn++;
     }
     keep_torn_prefix(s, n, keep);
-    sim_trace(s, "crash member %llu: %llu of %llu unsynced records kept",
-              (unsigned long long)n->id, (unsigned long long)keep,
-              (unsigned long long)records);
+    sim_trace(s, "crash member %llu: %llu of %llu unsynced records kept", (unsigned long long)n->id,
+              (unsigned long long)keep, (unsigned long long)records);
     drop_unsynced(n);
     n->state = NODE_DOWN;
     s->st.crashes++;
@@ -452,8 +443,7 @@ void node_retire(struct sim *s, struct node *n)
 
 /* ---- ready processing ---- */
 
-static void ready_snap(struct sim *s, struct node *n, const struct raft_ready *rd,
-                       struct write *w)
+static void ready_snap(struct sim *s, struct node *n, const struct raft_ready *rd, struct write *w)
 {
     const struct snapdata *sd = NULL;
     for (uint32_t i = 0; i < SIM_RECV_SNAPS; i++)
@@ -481,9 +471,8 @@ static void ready_snap(struct sim *s, struct node *n, const struct raft_ready *r
     n->chain = sd->chain;
     n->conf = sd->meta.conf;
     s->st.snaps_installed++;
-    sim_trace(s, "member %llu installs snapshot (index %llu, term %llu)",
-              (unsigned long long)n->id, (unsigned long long)sd->meta.index,
-              (unsigned long long)sd->meta.term);
+    sim_trace(s, "member %llu installs snapshot (index %llu, term %llu)", (unsigned long long)n->id,
+              (unsigned long long)sd->meta.index, (unsigned long long)sd->meta.term);
 }
 
 static void ready_entries(struct sim *s, struct node *n, const struct raft_ready *rd,
@@ -542,8 +531,7 @@ static void ready_entries(struct sim *s, struct node *n, const struct raft_ready
     }
 }
 
-static void ready_hs(struct sim *s, struct node *n, const struct raft_ready *rd,
-                     struct write *w)
+static void ready_hs(struct sim *s, struct node *n, const struct raft_ready *rd, struct write *w)
 {
     const struct raft_hardstate *h = &rd->hs;
     const struct raft_hardstate *o = &n->mhs;
@@ -573,9 +561,8 @@ static void apply_entry(struct sim *s, struct node *n, const struct raft_entry *
 {
     uint64_t dt;
     if (e->index != n->applied + 1)
-        sim_fail(s, "apply", "member %llu applies index %llu after %llu",
-                 (unsigned long long)n->id, (unsigned long long)e->index,
-                 (unsigned long long)n->applied);
+        sim_fail(s, "apply", "member %llu applies index %llu after %llu", (unsigned long long)n->id,
+                 (unsigned long long)e->index, (unsigned long long)n->applied);
     if (e->index > n->mhs.commit)
         sim_fail(s, "apply", "member %llu applies index %llu beyond its commit %llu",
                  (unsigned long long)n->id, (unsigned long long)e->index,
@@ -603,8 +590,7 @@ static void apply_entry(struct sim *s, struct node *n, const struct raft_entry *
     if (b->type == RAFT_ENTRY_CONF) {
         struct raft_conf_change cc;
         if (raft_conf_decode(b->data, b->len, &cc) != 0)
-            sim_fail(s, "apply", "conf entry %llu does not decode",
-                     (unsigned long long)e->index);
+            sim_fail(s, "apply", "conf entry %llu does not decode", (unsigned long long)e->index);
         conf_apply(&n->conf, &cc);
     }
 }
@@ -617,8 +603,7 @@ static void serve_read(struct sim *s, struct node *n, const struct raft_read *rr
     struct readreq *q = &s->reads[rr->ctx - 1];
     if (q->id != n->id)
         sim_fail(s, "ReadIndex", "read ctx %llu issued on member %llu comes out on %llu",
-                 (unsigned long long)rr->ctx, (unsigned long long)q->id,
-                 (unsigned long long)n->id);
+                 (unsigned long long)rr->ctx, (unsigned long long)q->id, (unsigned long long)n->id);
     if (rr->index < q->floor)
         sim_fail(s, "ReadIndex (linearizability)",
                  "member %llu: read ctx %llu gets index %llu, but index %llu was committed "
@@ -628,9 +613,9 @@ static void serve_read(struct sim *s, struct node *n, const struct raft_read *rr
     if (!q->done)
         s->st.reads_ok++;
     q->done = true;
-    sim_trace(s, "member %llu: read ctx %llu at index %llu (floor %llu)",
-              (unsigned long long)n->id, (unsigned long long)rr->ctx,
-              (unsigned long long)rr->index, (unsigned long long)q->floor);
+    sim_trace(s, "member %llu: read ctx %llu at index %llu (floor %llu)", (unsigned long long)n->id,
+              (unsigned long long)rr->ctx, (unsigned long long)rr->index,
+              (unsigned long long)q->floor);
 }
 
 static void process_ready(struct sim *s, struct node *n, const struct raft_ready *rd)
@@ -643,8 +628,8 @@ static void process_ready(struct sim *s, struct node *n, const struct raft_ready
               (unsigned long long)n->id, rd->role, (unsigned long long)rd->term,
               (unsigned long long)rd->leader, rd->has_snap, rd->n_entries, rd->hs_changed,
               (unsigned long long)rd->hs.term, (unsigned long long)rd->hs.vote,
-              (unsigned long long)rd->hs.commit, rd->n_msgs, rd->n_msgs_durable,
-              rd->n_committed, rd->n_reads);
+              (unsigned long long)rd->hs.commit, rd->n_msgs, rd->n_msgs_durable, rd->n_committed,
+              rd->n_reads);
     if (rd->role == RAFT_LEADER && rd->leader != n->id)
         sim_fail(s, "ready", "member %llu is leader but names %llu as leader",
                  (unsigned long long)n->id, (unsigned long long)rd->leader);
@@ -741,15 +726,27 @@ void node_drain(struct sim *s, struct node *n)
 
 /* After an event, with every ready drained: raft's view must match what
  * it handed out, and role changes feed the election checks. */
-void node_check_quiet(struct sim *s, struct node *n)
+bool node_check_quiet(struct sim *s, struct node *n)
 {
     if (n->state != NODE_UP)
-        return;
+        return false;
     uint8_t role = (uint8_t)raft_role(n->r);
     uint64_t term = raft_term(n->r);
+    bool elected = role == RAFT_LEADER && (n->seen_role != RAFT_LEADER || n->seen_term != term);
     model_observe_role(s, n, role, term);
-    if (role == RAFT_LEADER && (n->seen_role != RAFT_LEADER || n->seen_term != term))
+    if (elected) {
         model_check_leader_log(s, n, term);
+        /* A leader counted its own vote: that vote must be durable, or a
+         * crash now lets this member vote again in the same term (Raft §5.2
+         * "persistent state"). A sole voter is exempt (raft.h). */
+        if (raft_conf(n->r)->n_voters > 1 &&
+            !(n->dhs.term > term || (n->dhs.term == term && n->dhs.vote == n->id)))
+            sim_fail(s, "Durability",
+                     "member %llu leads term %llu before its own vote is durable (durable "
+                     "term %llu vote %llu)",
+                     (unsigned long long)n->id, (unsigned long long)term,
+                     (unsigned long long)n->dhs.term, (unsigned long long)n->dhs.vote);
+    }
     n->seen_role = role;
     n->seen_term = term;
     if (raft_applied_index(n->r) != n->applied)
@@ -764,4 +761,5 @@ void node_check_quiet(struct sim *s, struct node *n)
         sim_fail(s, "hard state", "member %llu: raft_term %llu, hard state handed out has %llu",
                  (unsigned long long)n->id, (unsigned long long)term,
                  (unsigned long long)n->mhs.term);
+    return elected;
 }

@@ -294,9 +294,8 @@ static void fault_partition(struct sim *s)
               (unsigned long long)(until / SIM_TICK_UNITS));
 }
 
-static void fault_crash(struct sim *s)
+static void fault_crash(struct sim *s, struct node *n)
 {
-    struct node *n = random_up(s);
     if (!n)
         return;
     /* At most a minority of voters down, so the cluster can go on. */
@@ -316,7 +315,7 @@ static void chaos(struct sim *s)
     static const uint32_t delay[] = {5, 20, 60, 150};
     uint64_t pick = rng_below(&s->rng, 100);
     if (pick < 15) {
-        fault_crash(s);
+        fault_crash(s, random_up(s));
     } else if (pick < 30) {
         fault_partition(s);
     } else if (pick < 38) {
@@ -360,7 +359,9 @@ static void reconcile_members(struct sim *s)
             node_create(s, id, &s->g.conf);
         } else if (!in && (n->state == NODE_UP || n->state == NODE_DOWN) && !n->retiring) {
             n->retiring = true;
-            sim_schedule(s, s->now + rng_below(&s->rng, 10 * SIM_TICK_UNITS), EV_RETIRE, id, 0,
+            /* Sometimes a removed member lingers, unaware, and campaigns. */
+            uint64_t ticks = rng_permille(&s->rng, 300) ? 60 : 10;
+            sim_schedule(s, s->now + rng_below(&s->rng, ticks * SIM_TICK_UNITS), EV_RETIRE, id, 0,
                          0, NULL);
         }
     }
@@ -396,15 +397,13 @@ static bool final_done(struct sim *s)
         for (uint64_t id = 1; id < SIM_ID_MAX && off < 750; id++) {
             struct node *n = &s->nodes[id];
             if (n->state == NODE_UP)
-                off += snprintf(detail + off, sizeof(detail) - (size_t)off,
-                                " [%llu role=%d term=%llu leader=%llu commit=%llu applied=%llu%s]",
-                                (unsigned long long)id, raft_role(n->r),
-                                (unsigned long long)raft_term(n->r),
-                                (unsigned long long)raft_leader(n->r),
-                                (unsigned long long)raft_commit_index(n->r),
-                                (unsigned long long)n->applied,
-                                l && !conf_has(raft_conf(n->r), l->id) ? " conf-lacks-leader"
-                                                                       : "");
+                off += snprintf(
+                    detail + off, sizeof(detail) - (size_t)off,
+                    " [%llu role=%d term=%llu leader=%llu commit=%llu applied=%llu%s]",
+                    (unsigned long long)id, raft_role(n->r), (unsigned long long)raft_term(n->r),
+                    (unsigned long long)raft_leader(n->r),
+                    (unsigned long long)raft_commit_index(n->r), (unsigned long long)n->applied,
+                    l && !conf_has(raft_conf(n->r), l->id) ? " conf-lacks-leader" : "");
         }
         sim_fail(s, "liveness",
                  "%d ticks after the faults stopped the final proposal is not applied "
@@ -489,6 +488,10 @@ static void dispatch(struct sim *s, struct event *ev)
     case EV_CHAOS:
         chaos(s);
         break;
+    case EV_CRASH:
+        if (!s->final && (n = live_node(s, ev->id, ev->inc)))
+            fault_crash(s, n);
+        break;
     default:
         sim_fail(s, "simulator", "unknown event %u", ev->kind);
     }
@@ -523,9 +526,9 @@ static void setup(struct sim *s)
     sim_trace(s,
               "seed %llu: %u members, heartbeat %u, inflight %u, msg bytes %u, apply bytes %u, "
               "prevote %d, checkquorum %d, snapshot every %u",
-              (unsigned long long)s->seed, s->members, s->cfg.heartbeat_ticks,
-              s->cfg.max_inflight, s->cfg.max_msg_bytes, s->cfg.max_apply_bytes,
-              s->cfg.pre_vote, s->cfg.check_quorum, s->snap_every);
+              (unsigned long long)s->seed, s->members, s->cfg.heartbeat_ticks, s->cfg.max_inflight,
+              s->cfg.max_msg_bytes, s->cfg.max_apply_bytes, s->cfg.pre_vote, s->cfg.check_quorum,
+              s->snap_every);
     for (uint64_t id = 1; id <= s->members; id++)
         node_create(s, id, &conf);
     if (rng_permille(&s->rng, 500))
@@ -569,8 +572,13 @@ static void run(struct sim *s)
         for (uint64_t id = 1; id < SIM_ID_MAX; id++)
             if (s->nodes[id].state == NODE_UP)
                 node_drain(s, &s->nodes[id]);
-        for (uint64_t id = 1; id < SIM_ID_MAX; id++)
-            node_check_quiet(s, &s->nodes[id]);
+        for (uint64_t id = 1; id < SIM_ID_MAX; id++) {
+            struct node *n = &s->nodes[id];
+            /* A new leader sometimes crashes within its first fsyncs: the
+             * window where what it has not yet made durable matters most. */
+            if (node_check_quiet(s, n) && !s->final && rng_permille(&s->rng, 100))
+                sim_schedule(s, s->now + rng_below(&s->rng, 100), EV_CRASH, id, n->inc, 0, NULL);
+        }
         if (conf_seen != s->st.conf_applied) {
             conf_seen = s->st.conf_applied;
             reconcile_members(s);
@@ -660,8 +668,9 @@ int main(int argc, char **argv)
             one = arg_u64(argv[i], v);
             replay = true;
         } else {
-            fprintf(stderr, "usage: %s [--members 3|5] [--steps K] [--seeds N] "
-                            "[--first-seed S] [--seed S]\n",
+            fprintf(stderr,
+                    "usage: %s [--members 3|5] [--steps K] [--seeds N] "
+                    "[--first-seed S] [--seed S]\n",
                     argv[0]);
             return 2;
         }
@@ -716,15 +725,15 @@ int main(int argc, char **argv)
            "snapshots %llu taken %llu sent %llu failed %llu installed, %llu proposals, %llu "
            "entries committed, %llu conf changes, %llu reads, %llu transfers, slowest "
            "recovery %llu ticks\n",
-           (unsigned long long)seeds, (unsigned long long)first, members,
-           (unsigned long long)steps, (unsigned long long)total.events,
-           (unsigned long long)total.leaders, (unsigned long long)total.crashes,
-           (unsigned long long)total.torn, (unsigned long long)total.partitions,
-           (unsigned long long)total.msgs_sent, (unsigned long long)total.msgs_lost,
-           (unsigned long long)total.snaps_taken, (unsigned long long)total.snaps_sent,
-           (unsigned long long)total.snaps_failed, (unsigned long long)total.snaps_installed,
-           (unsigned long long)total.proposals, (unsigned long long)total.applied,
-           (unsigned long long)total.conf_applied, (unsigned long long)total.reads_ok,
-           (unsigned long long)total.transfers, (unsigned long long)total.final_ticks);
+           (unsigned long long)seeds, (unsigned long long)first, members, (unsigned long long)steps,
+           (unsigned long long)total.events, (unsigned long long)total.leaders,
+           (unsigned long long)total.crashes, (unsigned long long)total.torn,
+           (unsigned long long)total.partitions, (unsigned long long)total.msgs_sent,
+           (unsigned long long)total.msgs_lost, (unsigned long long)total.snaps_taken,
+           (unsigned long long)total.snaps_sent, (unsigned long long)total.snaps_failed,
+           (unsigned long long)total.snaps_installed, (unsigned long long)total.proposals,
+           (unsigned long long)total.applied, (unsigned long long)total.conf_applied,
+           (unsigned long long)total.reads_ok, (unsigned long long)total.transfers,
+           (unsigned long long)total.final_ticks);
     return 0;
 }

@@ -210,6 +210,7 @@ enum ev_kind {
     EV_PROPOSE,
     EV_READ,
     EV_CHAOS,
+    EV_CRASH, /* targeted: crash this incarnation (a new leader, soon after) */
 };
 
 struct event {
@@ -301,10 +302,10 @@ void conf_apply(struct raft_conf *c, const struct raft_conf_change *cc);
 
 void model_init(struct model *g, const struct raft_conf *conf);
 void model_free(struct model *g);
-void model_apply(struct sim *s, struct node *n, uint64_t index, uint64_t term,
-                 const struct blob *b, uint64_t applier_term);
-void model_record(struct sim *s, struct node *n, uint64_t index, uint64_t term,
-                  uint64_t prev_term, const struct blob *b);
+void model_apply(struct sim *s, struct node *n, uint64_t index, uint64_t term, const struct blob *b,
+                 uint64_t applier_term);
+void model_record(struct sim *s, struct node *n, uint64_t index, uint64_t term, uint64_t prev_term,
+                  const struct blob *b);
 void model_observe_role(struct sim *s, struct node *n, uint8_t role, uint64_t term);
 void model_check_leader_log(struct sim *s, struct node *n, uint64_t term);
 void model_check_snapshot(struct sim *s, struct node *n, const struct snapdata *sd,
@@ -318,7 +319,7 @@ void node_retire(struct sim *s, struct node *n);
 void node_free_storage(struct sim *s, struct node *n);
 void node_drain(struct sim *s, struct node *n);
 void node_sync(struct sim *s, struct node *n);
-void node_check_quiet(struct sim *s, struct node *n);
+bool node_check_quiet(struct sim *s, struct node *n); /* true: became leader */
 void net_deliver(struct sim *s, struct netmsg *nm);
 void netmsg_free(struct netmsg *nm);
 
