@@ -14,35 +14,42 @@
  *    included); a buffer's crc_start is the value before its first record.
  *  - In the tail segment, bytes [seg_used, seg_size) are zero on disk,
  *    except the range of the batch in flight.
- *  - Entry indexes added never skip: index <= last + 1 (see REPLAY).
+ *  - Entry indexes added never skip: index <= last + 1, and index > the
+ *    last SNAPSHOT marker's (see REPLAY); w->last_index is the last entry
+ *    added, or the marker's index if a marker came after it.
  *  - w->segs lists the segments on disk in sequence order, consecutive
  *    numbers, the tail last; w->hs_seq names the one holding the newest
- *    durable HARDSTATE (0 if there is none), which is never released.
+ *    durable HARDSTATE (0 if there is none), which is never released;
+ *    w->snap_seq the one holding the newest durable SNAPSHOT marker.
  *
  * SEGMENT FILES
  *
  * NAME = SSSSSSSSSSSSSSSS-IIIIIIIIIIIIIIII.wal: S is the sequence number
  * (1, 2, 3, ... with no gaps; after a RELEASE the oldest remaining one may
  * be any S > 0, and the numbers still run without gaps from it), I the
- * index of the first entry written to the segment (last index + 1 if it
- * was created without one); both are 16 lowercase hex digits, so names
- * sort in log order. A segment is created as NAME.tmp, preallocated with
- * fallocate to WAL_SEGMENT_BYTES (or larger, for one batch that needs
- * more), its META record written and fsynced, then renamed to NAME and the
- * directory fsynced: a segment either exists whole, with its META, or not
- * at all. Leftover *.wal.tmp files are removed at open. Zero bytes after
- * the records mean "no more records".
+ * index of the first entry written to the segment, or if the batch that
+ * created it holds none, the last index after that batch + 1 (a SNAPSHOT
+ * marker at index M sets the last index to M: a segment begun by a lone
+ * marker is named M + 1, the index its first entry will have); both are
+ * 16 lowercase hex digits, so names sort in log order. A segment is
+ * created as NAME.tmp, preallocated with fallocate to WAL_SEGMENT_BYTES
+ * (or larger, for one batch that needs more), its META record written and
+ * fsynced, then renamed to NAME and the directory fsynced: a segment
+ * either exists whole, with its META, or not at all. Leftover *.wal.tmp
+ * files are removed at open. Zero bytes after the records mean "no more
+ * records".
  *
- *   0                                              end of data    file size
- *   +------+-------+-------+-----------+-------+-----+- - - - - - - - - - -+
- *   | META | ENTRY | ENTRY | HARDSTATE | ENTRY | ... | 00 00 00 00 00 00 ...|
- *   +------+-------+-------+-----------+-------+-----+- - - - - - - - - - -+
+ *   0                                                  end of data  file size
+ *   +------+-------+-----------+----------+-------+-----+- - - - - - - - - -+
+ *   | META | ENTRY | HARDSTATE | SNAPSHOT | ENTRY | ... | 00 00 00 00 00 ...|
+ *   +------+-------+-----------+----------+-------+-----+- - - - - - - - - -+
  *
  * RECORD (integers little-endian; each record starts 8-byte aligned)
  *
  *   OFFSET  SIZE  MEANING
  *        0     4  len: payload bytes (not counting header or padding)
- *        4     1  type: 1 = META, 2 = ENTRY, 3 = HARDSTATE (0 never valid)
+ *        4     1  type: 1 = META, 2 = ENTRY, 3 = HARDSTATE, 4 = SNAPSHOT
+ *                 (0 never valid)
  *        5     3  back: (offset of this record - offset of the first record
  *                 of the batch it was written in) / 8; 0 for META
  *        8     4  prev_crc: chain value before this record
@@ -68,6 +75,10 @@
  *        0     8  term
  *        8     8  vote
  *       16     8  commit
+ *   SNAPSHOT, len 16 (a marker: a snapshot up to index is installed and
+ *   the log restarts after it; the snapshot itself is a separate file)
+ *        0     8  index: last entry the snapshot covers, >= 1
+ *        8     8  term: that entry's term
  *
  * THE CHAIN
  *
@@ -93,6 +104,19 @@
  * leader's): the callback is called anyway and the caller must first drop
  * its replayed entries >= that index. More than previous + 1 is a gap,
  * which is corruption.
+ * SNAPSHOT markers: a marker (M, T) supersedes every entry replayed before
+ * it, whatever their indexes (a follower's log may run past M with entries
+ * that conflict with the snapshot: Raft §7, the follower discards its
+ * entire log). The callback is told so; from there on the log ends at
+ * (M, T) (last_index and last_term say so until an entry follows), so by
+ * the rule above the next entry must be exactly M + 1, and no later entry
+ * may be <= M either (the snapshot holds only committed entries, which
+ * Raft never overwrites: §5.4). A marker with M = 0, or one that goes
+ * back from the previous marker replayed (M below its index, T below its
+ * term, or the same index with another term) is corruption: snapshots
+ * installed only move forward (a leader's older snapshot is refused, not
+ * installed). Markers in released segments are gone (see RELEASE), so
+ * only the replayed ones are compared.
  *
  * TORN-TAIL RULE
  *
@@ -117,20 +141,37 @@
  * name; a record with a right crc but a broken chain; an entry index gap.
  * A missing segment fails the open too. Bit rot inside the last batch is
  * indistinguishable from a torn write and is cut like one.
+ * A SNAPSHOT marker is a record like any other here: a torn batch that
+ * held one was never acknowledged, so replay ends before the marker and
+ * the log ends where it did before that batch.
  *
  * RELEASE
  *
  * Once a snapshot covering every entry <= N is durable, wal_release(N)
- * unlinks, oldest first, each segment k that is not the tail and whose
- * successor's first index I(k+1) <= N + 1. Every entry of k still in the
- * log is < I(k+1): the successor began by writing entry I(k+1), which
- * replaced any entry >= I(k+1) before it (Raft §5.3), or it was created
- * without an entry at last index + 1. So k holds no entry the snapshot
- * lacks. Then the directory is fsynced. A crash in between leaves a
- * prefix of them unlinked: the rest is still consecutive and replays.
- * Replay then starts at the oldest remaining segment: its META sets the
- * chain start, and its first entry may have any index (the caller skips
- * the entries its snapshot already covers).
+ * unlinks, oldest first, each segment k that is not the tail and either
+ *  (a) whose successor's first index I(k+1) <= N + 1. Every entry of k
+ *      still live in the log is < I(k+1): the successor's batch began with
+ *      entry I(k+1), which replaced any entry >= I(k+1) before it (Raft
+ *      §5.3), or with a marker, which superseded every entry before it;
+ *      or it held no entry and I(k+1) is the last index + 1 after it,
+ *      where a marker at M made the last index M and superseded all
+ *      before it, so the live entries of k are <= the last index.
+ *  or
+ *  (b) that is older than the segment holding the newest durable SNAPSHOT
+ *      marker (M, T), with M <= N. That marker supersedes every entry of
+ *      k, and a snapshot covering M is durable (the marker is written only
+ *      after it; N >= M says so too).
+ * Either way k holds no live entry the snapshot lacks. Then the directory
+ * is fsynced. A crash in between leaves a prefix of them unlinked: the
+ * rest is still consecutive and replays. Replay then starts at the oldest
+ * remaining segment: its META sets the chain start, and its first entry
+ * may have any index (the caller skips the entries its snapshot already
+ * covers). A marker is released with its segment only under (a), after
+ * its successor began at I(k+1) > M (entries after a marker are > M), so
+ * N >= M: the snapshot covers it, and every entry the marker superseded
+ * was in k or before it, released with it. The segment holding the
+ * newest marker is never released under (b): its entries before the
+ * marker are stale and only the marker says so.
  *
  * The newest durable HARDSTATE (term, vote, commit: Raft §5.1, it must
  * survive) must survive the release too: the segment holding it and the
@@ -172,9 +213,10 @@
 #define META_RECORD_BYTES  (REC_HDR_BYTES + META_LEN)
 #define ENTRY_PREFIX_BYTES 16u
 #define HARDSTATE_LEN      24u
+#define SNAPSHOT_LEN       16u
 #define ENTRY_LEN_MAX      (ENTRY_PREFIX_BYTES + WAL_ENTRY_BYTES_MAX)
 
-enum rec_type { REC_META = 1, REC_ENTRY = 2, REC_HARDSTATE = 3 };
+enum rec_type { REC_META = 1, REC_ENTRY = 2, REC_HARDSTATE = 3, REC_SNAPSHOT = 4 };
 enum rec_parse_result { REC_OK, REC_END, REC_BAD };
 
 /* Limits. A batch may hold at most WAL_BATCH_BYTES_MAX bytes of records
@@ -218,6 +260,7 @@ struct wal_buf {
     uint32_t crc_start;   /* chain value before the first record */
     uint64_t first_index; /* index of the first entry in it, 0 if none */
     int has_hs;           /* it holds a HARDSTATE record */
+    uint64_t snap_index;  /* index of its last SNAPSHOT marker, 0 if none */
 };
 
 /* All fields: owner thread only. */
@@ -230,9 +273,14 @@ struct wal {
     uint64_t seg_size;       /* tail's file size */
     uint64_t sealed_bytes;   /* bytes of records in the earlier segments */
     uint32_t crc;            /* chain value after the last record added */
-    uint64_t last_index;     /* last entry index added or replayed, 0 if none */
+    uint64_t last_index;     /* last entry index added or replayed (a marker's
+                                index if one came after it), 0 if none */
     struct wal_hardstate hs; /* newest hard state added or replayed */
     uint64_t hs_seq;         /* segment of the newest durable one, 0 if none */
+    uint64_t snap_index;     /* newest SNAPSHOT marker added or replayed, 0 if none */
+    uint64_t snap_term;      /* its term */
+    uint64_t snap_seq;       /* segment of the newest durable marker, 0 if none */
+    uint64_t snap_seq_index; /* that marker's index */
     struct seg_list segs;    /* segments on disk, oldest first, tail last */
     struct wal_buf buf[2];
     int cur;                       /* buffer receiving adds */
@@ -274,6 +322,7 @@ struct replay {
     int chained;             /* 0 until the first record sets the chain */
     struct wal_hardstate hs; /* the last hard state replayed */
     uint64_t hs_seq;         /* its segment, 0 if none yet */
+    uint64_t snap_seq;       /* segment of the last marker replayed, 0 if none */
     char *err;
     size_t err_len;
 };
@@ -390,7 +439,8 @@ __attribute__((unused)) static int batch_ok(const struct wal_buf *b, uint32_t en
         const uint8_t *rec = b->p + off;
         uint8_t type = rec[REC_OFF_TYPE];
 
-        if ((type != REC_ENTRY && type != REC_HARDSTATE) || get_le32(rec + REC_OFF_PREV) != crc)
+        if ((type != REC_ENTRY && type != REC_HARDSTATE && type != REC_SNAPSHOT) ||
+            get_le32(rec + REC_OFF_PREV) != crc)
             return 0;
         crc = get_le32(rec + REC_OFF_CRC);
         off += REC_HDR_BYTES + pad8(get_le32(rec + REC_OFF_LEN));
@@ -429,6 +479,7 @@ static void buf_reset(struct wal_buf *b)
     b->len = 0;
     b->first_index = 0;
     b->has_hs = 0;
+    b->snap_index = 0;
     if (b->cap > WAL_BUF_KEEP_BYTES) {
         free(b->p);
         b->p = NULL;
@@ -461,6 +512,7 @@ int wal_add_entry(struct wal *w, uint64_t term, uint64_t index, const void *data
         return -1;
     assert(index >= 1);
     assert(w->last_index == 0 || index <= w->last_index + 1); /* no gaps */
+    assert(index > w->snap_index); /* the snapshot's entries are committed */
     rec = batch_append(w, REC_ENTRY, (uint32_t)(ENTRY_PREFIX_BYTES + len));
     if (rec == NULL)
         return -1;
@@ -487,6 +539,33 @@ int wal_add_hardstate(struct wal *w, const struct wal_hardstate *hs)
     w->crc = rec_seal(rec, w->crc);
     w->buf[w->cur].has_hs = 1;
     w->hs = *hs;
+    return 0;
+}
+
+/* Does marker (index, term) go back from the marker (prev_index,
+ * prev_term)? See REPLAY. */
+static int snap_goes_back(uint64_t index, uint64_t term, uint64_t prev_index, uint64_t prev_term)
+{
+    return index < prev_index || term < prev_term || (index == prev_index && term != prev_term);
+}
+
+int wal_add_snapshot(struct wal *w, uint64_t index, uint64_t term)
+{
+    struct wal_buf *b = &w->buf[w->cur];
+    uint8_t *rec;
+
+    assert(index >= 1);
+    assert(w->snap_index == 0 || !snap_goes_back(index, term, w->snap_index, w->snap_term));
+    rec = batch_append(w, REC_SNAPSHOT, SNAPSHOT_LEN);
+    if (rec == NULL)
+        return -1;
+    put_le64(rec + REC_HDR_BYTES, index);
+    put_le64(rec + REC_HDR_BYTES + 8, term);
+    w->crc = rec_seal(rec, w->crc);
+    b->snap_index = index;
+    w->snap_index = index;
+    w->snap_term = term;
+    w->last_index = index; /* the log restarts at index + 1 */
     return 0;
 }
 
@@ -614,6 +693,10 @@ void wal_batch_done(struct wal *w)
     assert(w->seg_used <= w->seg_size);
     if (b->has_hs)
         w->hs_seq = w->seq;
+    if (b->snap_index != 0) {
+        w->snap_seq = w->seq;
+        w->snap_seq_index = b->snap_index;
+    }
     buf_reset(b);
     w->inflight = 0;
     if (w->retired_fd >= 0) {
@@ -831,11 +914,13 @@ static int rec_parse(const uint8_t *p, uint64_t size, uint64_t off, struct rec *
     r->payload = h + REC_HDR_BYTES;
     r->total = REC_HDR_BYTES + pad8(r->len);
     *why = "unknown record type";
-    if (r->type != REC_META && r->type != REC_ENTRY && r->type != REC_HARDSTATE)
+    if (r->type != REC_META && r->type != REC_ENTRY && r->type != REC_HARDSTATE &&
+        r->type != REC_SNAPSHOT)
         return REC_BAD;
     *why = "bad length";
     if ((r->type == REC_META && r->len != META_LEN) ||
         (r->type == REC_HARDSTATE && r->len != HARDSTATE_LEN) ||
+        (r->type == REC_SNAPSHOT && r->len != SNAPSHOT_LEN) ||
         (r->type == REC_ENTRY && (r->len < ENTRY_PREFIX_BYTES || r->len > ENTRY_LEN_MAX)))
         return REC_BAD;
     *why = "record runs past the end of the file";
@@ -893,9 +978,13 @@ static int replay_entry(struct replay *r, const struct seg_view *s, uint64_t off
 
     if (e.index == 0)
         return corrupt(r, s, off, "entry index 0");
-    if (info->entries > 0 && e.index > info->last_index + 1)
+    /* last_index is 0 until an entry or a marker (index >= 1) is replayed. */
+    if (info->last_index != 0 && e.index > info->last_index + 1)
         return corrupt(r, s, off, "entry index %" PRIu64 " after %" PRIu64, e.index,
                        info->last_index);
+    if (e.index <= info->snap_index)
+        return corrupt(r, s, off, "entry index %" PRIu64 " at or below snapshot %" PRIu64, e.index,
+                       info->snap_index);
     if (r->ops != NULL && r->ops->entry != NULL) {
         rv = r->ops->entry(r->arg, &e);
         if (rv != 0)
@@ -924,6 +1013,30 @@ static int replay_hardstate(struct replay *r, const struct seg_view *s, uint64_t
     return rv == 0 ? 0 : replay_cb_failed(r, s, off, rv);
 }
 
+static int replay_snapshot(struct replay *r, const struct seg_view *s, uint64_t off,
+                           const struct rec *rec)
+{
+    struct wal_info *info = r->info;
+    uint64_t index = get_le64(rec->payload), term = get_le64(rec->payload + 8);
+    int rv = 0;
+
+    if (index == 0)
+        return corrupt(r, s, off, "snapshot index 0");
+    if (info->snap_index != 0 && snap_goes_back(index, term, info->snap_index, info->snap_term))
+        return corrupt(r, s, off,
+                       "snapshot %" PRIu64 "/%" PRIu64 " goes back from %" PRIu64 "/%" PRIu64
+                       " (index/term)",
+                       index, term, info->snap_index, info->snap_term);
+    if (r->ops != NULL && r->ops->snapshot != NULL)
+        rv = r->ops->snapshot(r->arg, index, term);
+    if (rv != 0)
+        return replay_cb_failed(r, s, off, rv);
+    info->snap_index = info->last_index = index;
+    info->snap_term = info->last_term = term;
+    r->snap_seq = s->id.seq;
+    return 0;
+}
+
 /* A record that checks on its own: check its place, link and meaning. */
 static int replay_apply(struct replay *r, const struct seg_view *s, uint64_t off,
                         const struct rec *rec)
@@ -940,6 +1053,8 @@ static int replay_apply(struct replay *r, const struct seg_view *s, uint64_t off
         return replay_meta(r, s, rec);
     if (rec->type == REC_ENTRY)
         return replay_entry(r, s, off, rec);
+    if (rec->type == REC_SNAPSHOT)
+        return replay_snapshot(r, s, off, rec);
     return replay_hardstate(r, s, off, rec);
 }
 
@@ -1110,6 +1225,9 @@ static int replay_all(struct wal *w, struct seg_list *l, struct replay *r)
     w->last_index = r->info->last_index;
     w->hs = r->hs;
     w->hs_seq = r->hs_seq;
+    w->snap_index = w->snap_seq_index = r->info->snap_index;
+    w->snap_term = r->info->snap_term;
+    w->snap_seq = r->snap_seq;
     return 0;
 }
 
@@ -1163,13 +1281,16 @@ void wal_close(struct wal *w)
 
 /* ---- release ---------------------------------------------------------- */
 
-/* Does segment segs[k] (not the tail) hold only entries <= index? See
- * RELEASE: its live entries are all below its successor's first index. */
+/* Does segment segs[k] (not the tail) hold only live entries <= index?
+ * See RELEASE: (a) its live entries are all below its successor's first
+ * index; (b) a later durable marker at <= index superseded them all. */
 static int seg_covered(const struct wal *w, size_t k, uint64_t index)
 {
     uint64_t next_first = w->segs.v[k + 1].first_index;
 
-    return next_first <= 1 || next_first - 1 <= index;
+    if (next_first <= 1 || next_first - 1 <= index)
+        return 1;
+    return w->segs.v[k].seq < w->snap_seq && w->snap_seq_index <= index;
 }
 
 /* Does a batch not yet durable (pending or in flight) hold a hard state? */

@@ -2,7 +2,8 @@
  * wal — the write-ahead log of Raft records under data-dir/member/wal.
  *
  * The WAL is a sequence of preallocated segment files holding records:
- * Raft entries (term, index, payload) and hard states (term, vote, commit).
+ * Raft entries (term, index, payload), hard states (term, vote, commit) and
+ * snapshot markers (index, term: "the log restarts after a snapshot").
  * Every record carries its length and a CRC32C chained over all records
  * before it, and starts on an 8-byte boundary. The exact on-disk format is
  * documented at the top of wal.c, where it is implemented.
@@ -52,17 +53,28 @@ struct wal_entry {
 };
 
 /* Replay callbacks, called in log order during wal_open(). A non-zero
- * return stops the open, which then fails with that value. */
+ * return stops the open, which then fails with that value. Any of them may
+ * be NULL (the records are then checked and skipped).
+ *
+ * entry: an entry with an index <= the previous one's means Raft overwrote
+ * a suffix (Raft §5.3): drop the replayed entries >= e->index first.
+ * snapshot: a SNAPSHOT marker (see wal_add_snapshot()). Every entry
+ * replayed before it is superseded: drop them all; the log now ends at
+ * (index, term) and continues at index + 1. */
 struct wal_replay_ops {
     int (*entry)(void *arg, const struct wal_entry *e);
     int (*hardstate)(void *arg, const struct wal_hardstate *hs);
+    int (*snapshot)(void *arg, uint64_t index, uint64_t term);
 };
 
 /* Result of wal_open(): what replay found. */
 struct wal_info {
-    uint64_t last_index; /* index of the last entry replayed, 0 if none */
+    uint64_t last_index; /* last entry replayed, or the marker's index if a
+                            marker came after it; 0 if none */
     uint64_t last_term;  /* its term */
-    uint64_t entries;    /* entries replayed */
+    uint64_t entries;    /* entry records replayed (superseded ones too) */
+    uint64_t snap_index; /* index of the last SNAPSHOT marker replayed, 0 if none */
+    uint64_t snap_term;  /* its term */
     uint64_t torn_bytes; /* bytes cut off a torn tail (0 if none) */
 };
 
@@ -84,9 +96,28 @@ int wal_open(const char *dir, const struct wal_replay_ops *ops, void *arg, struc
 void wal_close(struct wal *w);
 
 /* Appends a record to the pending batch. Returns 0, or -1 if the record is
- * too large (len > WAL_ENTRY_BYTES_MAX). */
+ * too large (len > WAL_ENTRY_BYTES_MAX) or the batch is full.
+ * Entry indexes never skip (asserted): index <= last index + 1, and after a
+ * SNAPSHOT marker at S, index > S (the first one is exactly S + 1). */
 int wal_add_entry(struct wal *w, uint64_t term, uint64_t index, const void *data, size_t len);
 int wal_add_hardstate(struct wal *w, const struct wal_hardstate *hs);
+
+/* Appends a SNAPSHOT marker: a snapshot covering every entry up to `index`
+ * (whose term is `term`) has been installed, and the log restarts after
+ * it. Every entry before the marker is superseded, whatever its index
+ * (index may be below, at or far above the last index); the last index
+ * becomes `index` and the next entry added must be index + 1. Write it
+ * only once the snapshot file is durable: a durable marker is the WAL's
+ * proof that such a snapshot exists (wal_release() relies on it).
+ * Markers never go back (asserted): index >= 1, and (index, term) is not
+ * below the previous marker's (same index means same term).
+ * Not needed when the log already holds entry `index` with term `term`
+ * (Raft §7: the entries following it are kept): that snapshot is like a
+ * local one. If the process dies before the marker's batch is durable,
+ * replay ends before it (it was never acknowledged): a snapshot file that
+ * replay does not account for then calls for the marker again, before the
+ * next entry. Returns 0, or -1 if the batch is full. */
+int wal_add_snapshot(struct wal *w, uint64_t index, uint64_t term);
 
 /* Bytes in the pending batch (not yet handed out). */
 size_t wal_pending_bytes(const struct wal *w);
@@ -107,11 +138,14 @@ void wal_batch_done(struct wal *w);
 int wal_batch_sync(struct wal *w, char *err, size_t err_len);
 
 /* A snapshot covering every entry up to `index` is durable: removes the
- * segments all of whose entries are <= index (never the tail segment), and
- * fsyncs the directory. Replay after that starts at the first remaining
- * segment; its first entry may be > 1 (the caller skips entries its
- * snapshot already covers). Returns the number of segments removed, or -1
- * (err set). Called by the owner thread between batches. */
+ * segments all of whose live entries are <= index (never the tail
+ * segment), and fsyncs the directory. An entry superseded by a durable
+ * SNAPSHOT marker at <= index is not live. Replay after that starts at the
+ * first remaining segment; its first entry may be > 1 (the caller skips
+ * entries its snapshot already covers), and the markers of removed
+ * segments are not replayed (the caller's snapshot file covers them).
+ * Returns the number of segments removed, or -1 (err set). Called by the
+ * owner thread between batches. */
 int wal_release(struct wal *w, uint64_t index, char *err, size_t err_len);
 
 /* Bytes of records in all segments (what the log holds, not what is

@@ -34,7 +34,9 @@
 #define META_BYTES      32u
 #define HARDSTATE_BYTES 40u
 #define ENTRY_HDR_BYTES 32u /* header + term + index */
+#define SNAP_BYTES      32u /* header + index + term */
 #define TYPE_ENTRY      2
+#define TYPE_SNAPSHOT   4
 #define MIB             (1u << 20)
 #define INDEX_MAX       512u
 #define ERR_BYTES       (PATH_MAX + 256)
@@ -69,6 +71,7 @@ static void fill(uint8_t *p, size_t len, uint64_t term, uint64_t index)
 
 struct ev {
     int is_entry;
+    int is_snap; /* a SNAPSHOT marker: index, term */
     uint64_t term;
     uint64_t index;
     size_t len;
@@ -128,7 +131,17 @@ static int on_hardstate(void *arg, const struct wal_hardstate *hs)
     return 0;
 }
 
-static const struct wal_replay_ops ops = {on_entry, on_hardstate};
+static int on_snapshot(void *arg, uint64_t index, uint64_t term)
+{
+    struct ev *v = coll_push(arg);
+
+    v->is_snap = 1;
+    v->index = index;
+    v->term = term;
+    return 0;
+}
+
+static const struct wal_replay_ops ops = {on_entry, on_hardstate, on_snapshot};
 
 static void coll_free(struct coll *c)
 {
@@ -154,6 +167,43 @@ static void expect_entries(const struct coll *c, uint64_t first, uint64_t last, 
         want++;
     }
     assert_int_equal(want, last + 1);
+}
+
+/* Checks that the events from c->v[k] on, hard states skipped, are the
+ * entries first..last of term `term`; returns the index of the next one. */
+static size_t expect_run(const struct coll *c, size_t k, uint64_t first, uint64_t last,
+                         uint64_t term)
+{
+    assert_int_equal(c->bad_payloads, 0);
+    for (uint64_t i = first; i <= last; i++, k++) {
+        while (k < c->n && !c->v[k].is_entry && !c->v[k].is_snap)
+            k++;
+        assert_true(k < c->n);
+        assert_true(c->v[k].is_entry);
+        assert_int_equal(c->v[k].index, i);
+        assert_int_equal(c->v[k].term, term);
+    }
+    return k;
+}
+
+/* Checks that the next event from c->v[k] on, hard states skipped, is the
+ * marker (index, term); returns the index of the one after it. */
+static size_t expect_snap(const struct coll *c, size_t k, uint64_t index, uint64_t term)
+{
+    while (k < c->n && !c->v[k].is_entry && !c->v[k].is_snap)
+        k++;
+    assert_true(k < c->n);
+    assert_true(c->v[k].is_snap);
+    assert_int_equal(c->v[k].index, index);
+    assert_int_equal(c->v[k].term, term);
+    return k + 1;
+}
+
+/* Checks that no entry or marker follows c->v[k]. */
+static void expect_end(const struct coll *c, size_t k)
+{
+    for (; k < c->n; k++)
+        assert_false(c->v[k].is_entry || c->v[k].is_snap);
 }
 
 /* ---- fixture: a temporary data dir, the wal, positions of records ----- */
@@ -259,13 +309,13 @@ static void seg_path(struct fx *f, uint64_t seq, char *out)
     assert_true(out[0] != '\0');
 }
 
-/* Adds entries first..first+n-1 (term, len) and, if hs, a hard state, then
- * writes the batch the way the core does: prepare, pwrite, fdatasync,
- * done. Records where each entry went. */
+/* Adds entries first..first+n-1 (term, len) and, if hs, a hard state, to
+ * what is pending, then writes the batch the way the core does: prepare,
+ * pwrite, fdatasync, done. Records where each entry went. */
 static void put_batch(struct fx *f, uint64_t first, uint64_t n, uint64_t term, size_t len, int hs)
 {
     uint8_t *p = malloc(len ? len : 1);
-    uint64_t rel = 0, seq;
+    uint64_t rel = wal_pending_bytes(f->w), seq;
     struct wal_write wr;
     char err[ERR_BYTES];
 
@@ -835,23 +885,37 @@ static uint32_t read_crc(struct fx *f, uint64_t seq, uint64_t off)
     return (uint32_t)h[12] | (uint32_t)h[13] << 8 | (uint32_t)h[14] << 16 | (uint32_t)h[15] << 24;
 }
 
-/* Hand-encodes an entry record with no data (layout from wal.c) whose own
- * crc is right for `prev`, and writes it at `off` of segment 1. */
-static void craft_entry(struct fx *f, uint64_t off, uint32_t prev, uint64_t index)
+static void put64(uint8_t *p, uint64_t v)
 {
-    uint8_t rec[ENTRY_HDR_BYTES] = {0};
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Hand-encodes a record of `type` with the 16-byte payload (a, b) (layout
+ * from wal.c) whose own crc is right for `prev`, and writes it at `off` of
+ * segment 1. */
+static void craft_rec(struct fx *f, uint64_t off, uint32_t prev, uint8_t type, uint64_t a,
+                      uint64_t b)
+{
+    uint8_t rec[HDR_BYTES + 16] = {0};
     uint32_t crc;
 
-    rec[0] = 16; /* len: term + index */
-    rec[4] = TYPE_ENTRY;
-    rec[16] = 1; /* term 1 */
-    rec[24] = (uint8_t)index;
+    rec[0] = 16; /* len */
+    rec[4] = type;
+    put64(rec + 16, a);
+    put64(rec + 24, b);
     crc = crc32c_extend(crc32c_extend(prev, rec, 8), rec + 16, 16);
     for (int i = 0; i < 4; i++) {
         rec[8 + i] = (uint8_t)(prev >> (8 * i));
         rec[12 + i] = (uint8_t)(crc >> (8 * i));
     }
     scribble(f, 1, off, rec, sizeof(rec));
+}
+
+/* An entry with no data: term 1, `index`. */
+static void craft_entry(struct fx *f, uint64_t off, uint32_t prev, uint64_t index)
+{
+    craft_rec(f, off, prev, TYPE_ENTRY, 1, index);
 }
 
 /* Records with a right crc but a wrong place in the log. */
@@ -951,7 +1015,7 @@ static int release(struct fx *f, uint64_t index)
 static const struct wal_hardstate *last_hs(const struct fx *f)
 {
     for (size_t i = f->c.n; i-- > 0;)
-        if (!f->c.v[i].is_entry)
+        if (!f->c.v[i].is_entry && !f->c.v[i].is_snap)
             return &f->c.v[i].hs;
     return NULL;
 }
@@ -1090,6 +1154,414 @@ static void test_release_inflight(void **state)
     assert_int_equal(last_hs(f)->commit, last + n);
 }
 
+/* ---- snapshot markers --------------------------------------------------- */
+
+/* Adds a SNAPSHOT marker (index, term) and writes it in a batch of its own. */
+static void put_snap(struct fx *f, uint64_t index, uint64_t term)
+{
+    assert_int_equal(wal_add_snapshot(f->w, index, term), 0);
+    sync_ok(f);
+}
+
+/* Entries 1..10, a marker at 50, entries 51..60: replay hands them back in
+ * that order; appending goes on after a reopen. */
+static void test_snapshot_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    static const struct wal_replay_ops no_snap_ops = {on_entry, on_hardstate, NULL};
+    char path[PATH_MAX];
+    size_t k;
+
+    fx_open_ok(f);
+    put_batch(f, 1, 10, 1, 100, 1);
+    /* The marker and the first entries after it share a batch. */
+    assert_int_equal(wal_add_snapshot(f->w, 50, 3), 0);
+    assert_int_equal(wal_pending_bytes(f->w), SNAP_BYTES);
+    put_batch(f, 51, 5, 3, 100, 1);
+    assert_int_equal(f->pos[51].off,
+                     f->pos[10].off + f->pos[10].bytes + HARDSTATE_BYTES + SNAP_BYTES);
+    put_batch(f, 56, 5, 3, 100, 0);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 1);
+    assert_int_equal(wal_size_bytes(f->w),
+                     META_BYTES + 20 * entry_bytes(100) + 2 * HARDSTATE_BYTES + SNAP_BYTES);
+
+    fx_open_ok(f);
+    k = expect_run(&f->c, 0, 1, 10, 1);
+    k = expect_snap(&f->c, k, 50, 3);
+    k = expect_run(&f->c, k, 51, 60, 3);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.entries, 20);
+    assert_int_equal(f->info.last_index, 60);
+    assert_int_equal(f->info.last_term, 3);
+    assert_int_equal(f->info.snap_index, 50);
+    assert_int_equal(f->info.snap_term, 3);
+    assert_int_equal(f->info.torn_bytes, 0);
+    assert_int_equal(last_hs(f)->commit, 55);
+
+    /* Reopen and append; a second marker further on. */
+    put_batch(f, 61, 2, 3, 100, 0);
+    put_snap(f, 80, 4);
+    put_batch(f, 81, 1, 4, 100, 0);
+    fx_open_ok(f);
+    k = expect_run(&f->c, 0, 1, 10, 1);
+    k = expect_snap(&f->c, k, 50, 3);
+    k = expect_run(&f->c, k, 51, 62, 3);
+    k = expect_snap(&f->c, k, 80, 4);
+    k = expect_run(&f->c, k, 81, 81, 4);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.last_index, 81);
+    assert_int_equal(f->info.last_term, 4);
+    assert_int_equal(f->info.snap_index, 80);
+    assert_int_equal(f->info.snap_term, 4);
+
+    /* Without a snapshot callback the markers are checked and skipped. */
+    wal_close(f->w);
+    f->w = NULL;
+    coll_free(&f->c);
+    assert_int_equal(wal_open(f->dir, &no_snap_ops, &f->c, &f->w, &f->info, f->err, sizeof(f->err)),
+                     0);
+    assert_int_equal(f->info.entries, 23);
+    assert_int_equal(f->info.snap_index, 80);
+    assert_int_equal(f->info.last_index, 81);
+    for (size_t i = 0; i < f->c.n; i++)
+        assert_false(f->c.v[i].is_snap);
+    snprintf(path, sizeof(path), "%s/0000000000000001-0000000000000001.wal", f->dir);
+    assert_int_equal(access(path, F_OK), 0);
+}
+
+/* A marker with nothing after it: the log ends at the marker; the next
+ * entry, after a reopen, is the marker's index + 1. A marker as the very
+ * first record (a new member's first snapshot) names its segment index + 1. */
+static void test_snapshot_alone(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+    size_t k;
+
+    fx_open_ok(f);
+    put_snap(f, 50, 2);
+    snprintf(path, sizeof(path), "%s/0000000000000001-0000000000000033.wal", f->dir);
+    assert_int_equal(access(path, F_OK), 0);
+    fx_open_ok(f);
+    k = expect_snap(&f->c, 0, 50, 2);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.entries, 0);
+    assert_int_equal(f->info.last_index, 50);
+    assert_int_equal(f->info.last_term, 2);
+    assert_int_equal(f->info.snap_index, 50);
+
+    put_batch(f, 51, 10, 2, 30, 0);
+    put_snap(f, 70, 2); /* above the last index: the log jumps to 70 */
+    fx_open_ok(f);
+    k = expect_snap(&f->c, 0, 50, 2);
+    k = expect_run(&f->c, k, 51, 60, 2);
+    k = expect_snap(&f->c, k, 70, 2);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.entries, 10);
+    assert_int_equal(f->info.last_index, 70);
+    assert_int_equal(f->info.last_term, 2);
+    assert_int_equal(f->info.snap_index, 70);
+    assert_int_equal(f->info.snap_term, 2);
+
+    put_batch(f, 71, 1, 3, 30, 0);
+    fx_open_ok(f);
+    assert_int_equal(f->info.last_index, 71);
+    assert_int_equal(f->info.last_term, 3);
+    assert_int_equal(f->info.entries, 11);
+    assert_int_equal(f->info.snap_index, 70);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 1);
+}
+
+/* A follower whose log ran past the snapshot with conflicting entries of
+ * an old term (Raft §7: it discards its entire log): the marker below the
+ * last index supersedes them all and the log restarts after it. */
+static void test_snapshot_below_last(void **state)
+{
+    struct fx *f = *state;
+    size_t k;
+
+    fx_open_ok(f);
+    put_batch(f, 1, 100, 1, 20, 1);
+    assert_int_equal(wal_add_snapshot(f->w, 50, 2), 0);
+    put_batch(f, 51, 5, 2, 20, 0);
+    fx_open_ok(f);
+    k = expect_run(&f->c, 0, 1, 100, 1);
+    k = expect_snap(&f->c, k, 50, 2);
+    k = expect_run(&f->c, k, 51, 55, 2);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.entries, 105);
+    assert_int_equal(f->info.last_index, 55);
+    assert_int_equal(f->info.last_term, 2);
+    assert_int_equal(f->info.snap_index, 50);
+
+    /* A Raft §5.3 overwrite after the marker is still allowed above it. */
+    put_batch(f, 53, 2, 3, 20, 0);
+    fx_open_ok(f);
+    assert_int_equal(f->info.last_index, 54);
+    assert_int_equal(f->info.last_term, 3);
+    assert_int_equal(f->info.entries, 107);
+
+    /* At the last index itself. */
+    put_snap(f, 54, 3);
+    put_batch(f, 55, 1, 3, 20, 0);
+    fx_open_ok(f);
+    assert_int_equal(f->info.snap_index, 54);
+    assert_int_equal(f->info.last_index, 55);
+}
+
+/* Records with a right crc after a marker, but a wrong place in the log. */
+static void test_snapshot_gap_corrupt(void **state)
+{
+    struct fx *f = *state;
+    uint64_t moff, off;
+    uint32_t prev;
+
+    fx_open_ok(f);
+    put_batch(f, 1, 3, 1, 8, 0);
+    moff = f->pos[3].off + f->pos[3].bytes;
+    put_snap(f, 50, 3);
+    off = moff + SNAP_BYTES;
+    assert_int_equal(wal_size_bytes(f->w), off);
+    wal_close(f->w);
+    f->w = NULL;
+    prev = read_crc(f, 1, moff);
+
+    craft_entry(f, off, prev, 52);
+    assert_int_equal(fx_open(f), -1);
+    expect_corrupt(f, 1, off);
+    assert_non_null(strstr(f->err, "entry index 52 after 50"));
+    craft_entry(f, off, prev, 50);
+    assert_int_equal(fx_open(f), -1);
+    expect_corrupt(f, 1, off);
+    assert_non_null(strstr(f->err, "entry index 50 at or below snapshot 50"));
+    craft_entry(f, off, prev, 3);
+    assert_int_equal(fx_open(f), -1);
+    expect_corrupt(f, 1, off);
+    assert_non_null(strstr(f->err, "at or below snapshot"));
+    /* Markers never go back. */
+    craft_rec(f, off, prev, TYPE_SNAPSHOT, 40, 3);
+    assert_int_equal(fx_open(f), -1);
+    expect_corrupt(f, 1, off);
+    assert_non_null(strstr(f->err, "snapshot 40/3 goes back from 50/3"));
+    craft_rec(f, off, prev, TYPE_SNAPSHOT, 50, 4);
+    assert_int_equal(fx_open(f), -1);
+    expect_corrupt(f, 1, off);
+    craft_rec(f, off, prev, TYPE_SNAPSHOT, 60, 2);
+    assert_int_equal(fx_open(f), -1);
+    expect_corrupt(f, 1, off);
+    craft_rec(f, off, prev, TYPE_SNAPSHOT, 0, 3);
+    assert_int_equal(fx_open(f), -1);
+    expect_corrupt(f, 1, off);
+    assert_non_null(strstr(f->err, "snapshot index 0"));
+    /* The same marker again, then a later one: accepted. */
+    craft_rec(f, off, prev, TYPE_SNAPSHOT, 50, 3);
+    fx_open_ok(f);
+    assert_int_equal(f->info.snap_index, 50);
+    assert_int_equal(f->info.last_index, 50);
+    wal_close(f->w);
+    f->w = NULL;
+    craft_rec(f, off, prev, TYPE_SNAPSHOT, 60, 3);
+    fx_open_ok(f);
+    assert_int_equal(f->info.snap_index, 60);
+    assert_int_equal(f->info.last_index, 60);
+    wal_close(f->w);
+    f->w = NULL;
+    /* Index 51 is the one that may follow the marker at 50. */
+    craft_entry(f, off, prev, 51);
+    fx_open_ok(f);
+    assert_int_equal(f->info.last_index, 51);
+    assert_int_equal(f->info.torn_bytes, 0);
+    put_batch(f, 52, 1, 1, 8, 0);
+    fx_open_ok(f);
+    assert_int_equal(f->info.last_index, 52);
+    assert_int_equal(f->info.snap_index, 50);
+}
+
+/* The batch holding the marker was torn (never acknowledged): replay ends
+ * before it, and the caller writes the marker again. */
+static void test_snapshot_torn(void **state)
+{
+    struct fx *f = *state;
+    uint8_t junk[200];
+    uint64_t moff;
+    size_t k;
+
+    fx_open_ok(f);
+    for (uint64_t i = 1; i <= 10; i++)
+        put_batch(f, i, 1, 1, 50, 0);
+    assert_int_equal(wal_add_snapshot(f->w, 50, 2), 0);
+    put_batch(f, 51, 2, 2, 50, 0);
+    moff = f->pos[51].off - SNAP_BYTES;
+    assert_int_equal(moff, f->pos[10].off + f->pos[10].bytes);
+    wal_close(f->w);
+    f->w = NULL;
+    /* Garbage over the marker's payload and what follows. */
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 151 + 7) | 1;
+    scribble(f, 1, moff + HDR_BYTES, junk, sizeof(junk));
+
+    fx_open_ok(f);
+    assert_true(f->info.torn_bytes > 0);
+    k = expect_run(&f->c, 0, 1, 10, 1);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.snap_index, 0);
+    assert_int_equal(f->info.last_index, 10);
+    assert_int_equal(wal_size_bytes(f->w), moff);
+    /* The marker again, and the log after it. */
+    assert_int_equal(wal_add_snapshot(f->w, 50, 2), 0);
+    put_batch(f, 51, 2, 2, 50, 0);
+    fx_open_ok(f);
+    assert_int_equal(f->info.torn_bytes, 0);
+    k = expect_run(&f->c, 0, 1, 10, 1);
+    k = expect_snap(&f->c, k, 50, 2);
+    k = expect_run(&f->c, k, 51, 52, 2);
+    expect_end(&f->c, k);
+
+    /* Torn after the marker, in the same batch: the marker checks and
+     * stays; the entry after it is cut. */
+    assert_int_equal(wal_add_snapshot(f->w, 60, 2), 0);
+    put_batch(f, 61, 2, 2, 50, 0);
+    wal_close(f->w);
+    f->w = NULL;
+    scribble(f, 1, f->pos[61].off + HDR_BYTES, junk, sizeof(junk));
+    fx_open_ok(f);
+    assert_true(f->info.torn_bytes > 0);
+    assert_int_equal(f->info.snap_index, 60);
+    assert_int_equal(f->info.last_index, 60);
+    put_batch(f, 61, 1, 2, 50, 0);
+    fx_open_ok(f);
+    assert_int_equal(f->info.last_index, 61);
+    assert_int_equal(f->info.torn_bytes, 0);
+}
+
+/* Markers crossing segment rolls: a lone marker that does not fit starts a
+ * segment named index + 1; so does a marker that begins a batch of
+ * entries. A marker released with its segment is not replayed. */
+static void test_snapshot_roll(void **state)
+{
+    struct fx *f = *state;
+    const size_t len = WAL_SEGMENT_BYTES - 80; /* fills segment 1 but 16 bytes */
+    uint8_t *p = malloc(len);
+    char path[PATH_MAX];
+    size_t k;
+
+    assert_non_null(p);
+    fx_open_ok(f);
+    fill(p, len, 1, 1);
+    assert_int_equal(wal_add_entry(f->w, 1, 1, p, len), 0);
+    sync_ok(f);
+    assert_int_equal(wal_size_bytes(f->w), WAL_SEGMENT_BYTES - 16);
+    put_snap(f, 50, 2);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 2);
+    snprintf(path, sizeof(path), "%s/0000000000000002-0000000000000033.wal", f->dir);
+    assert_int_equal(access(path, F_OK), 0);
+    put_batch(f, 51, 3, 2, 100, 1);
+    assert_int_equal(f->pos[51].seq, 2);
+    /* A marker and an entry too big for segment 2's room: segment 3. */
+    assert_int_equal(wal_add_snapshot(f->w, 100, 3), 0);
+    fill(p, len, 3, 101);
+    assert_int_equal(wal_add_entry(f->w, 3, 101, p, len), 0);
+    sync_ok(f);
+    free(p);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 3);
+    snprintf(path, sizeof(path), "%s/0000000000000003-0000000000000065.wal", f->dir);
+    assert_int_equal(access(path, F_OK), 0);
+
+    fx_open_ok(f);
+    k = expect_run(&f->c, 0, 1, 1, 1);
+    k = expect_snap(&f->c, k, 50, 2);
+    k = expect_run(&f->c, k, 51, 53, 2);
+    k = expect_snap(&f->c, k, 100, 3);
+    k = expect_run(&f->c, k, 101, 101, 3);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.entries, 5);
+    assert_int_equal(f->info.last_index, 101);
+    assert_int_equal(f->info.snap_index, 100);
+
+    /* Segment 1 is wholly before segment 2's first index 51. */
+    assert_int_equal(release(f, 49), 0);
+    assert_int_equal(release(f, 50), 1);
+    fx_open_ok(f);
+    k = expect_snap(&f->c, 0, 50, 2);
+    k = expect_run(&f->c, k, 51, 53, 2);
+    /* Segment 2, marker and all, goes once 100 is covered; the hard state
+     * in it is carried forward first. */
+    assert_int_equal(release(f, 100), 0);
+    sync_ok(f);
+    assert_int_equal(release(f, 100), 1);
+    fx_open_ok(f);
+    k = expect_snap(&f->c, 0, 100, 3);
+    k = expect_run(&f->c, k, 101, 101, 3);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.snap_index, 100);
+    assert_int_equal(f->info.last_index, 101);
+    assert_int_equal(last_hs(f)->commit, 53);
+    put_batch(f, 102, 1, 3, 100, 0);
+    fx_open_ok(f);
+    assert_int_equal(f->info.last_index, 102);
+}
+
+/* A marker below the entries of older segments (a conflicting follower
+ * log): once it is durable, the segments before it hold only superseded
+ * entries and go with a release at the marker's index. */
+static void test_snapshot_release(void **state)
+{
+    struct fx *f = *state;
+    uint64_t last = fill_segments(f, 3, 0), first3 = first_in(f, 3, last);
+    uint64_t i = 24, first4 = 0;
+    struct wal_write wr;
+    size_t k;
+
+    assert_int_equal(count_segments(f->dir, 0, NULL), 3);
+    assert_int_equal(wal_add_snapshot(f->w, 20, 2), 0);
+    /* Not durable yet: nothing is superseded. */
+    assert_int_equal(release(f, 20), 0);
+    assert_int_equal(wal_batch_prepare(f->w, &wr, f->err, sizeof(f->err)), 1);
+    assert_int_equal(release(f, 20), 0);
+    assert_int_equal(pwrite(wr.fd, wr.buf, wr.len, (off_t)wr.offset), (ssize_t)wr.len);
+    assert_int_equal(fdatasync(wr.fd), 0);
+    wal_batch_done(f->w);
+    put_batch(f, 21, 3, 2, 100, 0);
+    /* Durable: a snapshot covering 19 is not enough, one covering 20 is. */
+    assert_int_equal(release(f, 19), 0);
+    assert_int_equal(release(f, 20), 2);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 1);
+    assert_int_equal(release(f, UINT64_MAX), 0); /* never the tail */
+
+    fx_open_ok(f);
+    k = expect_run(&f->c, 0, first3, last, 1);
+    k = expect_snap(&f->c, k, 20, 2);
+    k = expect_run(&f->c, k, 21, 23, 2);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.last_index, 23);
+    assert_int_equal(f->info.last_term, 2);
+    assert_int_equal(f->info.snap_index, 20);
+    /* Again with the marker known from replay: the log grows into a new
+     * segment, then a later marker below its last index. */
+    while (first4 == 0) {
+        put_batch(f, i, 4, 2, MIB, 0);
+        if (count_segments(f->dir, 0, NULL) == 2)
+            first4 = i;
+        i += 4;
+        assert_true(i < INDEX_MAX);
+    }
+    put_batch(f, i, 4, 2, MIB, 0);
+    assert_true(first4 > 31);
+    put_snap(f, 30, 3);
+    put_batch(f, 31, 1, 3, 100, 0);
+    fx_open_ok(f);
+    assert_int_equal(release(f, 29), 0);
+    assert_int_equal(release(f, 30), 1);
+    assert_int_equal(count_segments(f->dir, 0, NULL), 1);
+    fx_open_ok(f);
+    k = expect_run(&f->c, 0, first4, i + 3, 2);
+    k = expect_snap(&f->c, k, 30, 3);
+    k = expect_run(&f->c, k, 31, 31, 3);
+    expect_end(&f->c, k);
+    assert_int_equal(f->info.last_index, 31);
+    assert_int_equal(f->info.snap_index, 30);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1117,6 +1589,13 @@ int main(void)
         T(test_release_keeps_hardstate),
         T(test_release_after_overwrite),
         T(test_release_inflight),
+        T(test_snapshot_roundtrip),
+        T(test_snapshot_alone),
+        T(test_snapshot_below_last),
+        T(test_snapshot_gap_corrupt),
+        T(test_snapshot_torn),
+        T(test_snapshot_roll),
+        T(test_snapshot_release),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
