@@ -2,8 +2,10 @@
  * btree.c — the copy-on-write B+ tree that orders the MVCC index by key.
  *
  * Owns: tree nodes (leaves and inner nodes), key blobs of the live tree,
- * the writer's spare-node pools, and the bulk loader used by restore.
- * The versions a slot points to are vers.c's.
+ * the writer's spare-node pools, and the bulk loader used by restore
+ * (which builds a whole tree beside the working one and swaps it in; the
+ * old tree is then retired whole by bt_tree_retire). The versions a slot
+ * points to are vers.c's.
  *
  * Threads: the writer thread alone calls the bt_writer / bt_slot_* /
  * bt_build_* / bt_retire / bt_reclaim functions; any thread may call
@@ -28,6 +30,9 @@
  * - Before any change an insert or removal reserves all nodes it might
  *   need from the pools (and a new key its first chunk), so a failed
  *   allocation leaves the tree unchanged and valid.
+ * - A node is retired at most once: when a copy replaces it, when it
+ *   empties or merges away, or with its whole tree (bt_tree_retire, which
+ *   reaches only live nodes: replaced ones left every tree it walks).
  */
 #include "btree.h"
 
@@ -685,21 +690,32 @@ int bt_build_add(struct bt_writer *w, struct bt_build *b, const struct bt_slot *
     return 0;
 }
 
-int bt_build_finish(struct bt_writer *w, struct bt_build *b)
+int bt_build_finish(struct bt_writer *w, struct bt_build *b, struct bt_node **old)
 {
     for (int l = 0; l < b->top; l++) { /* build_push may raise top */
         if (build_push(w, b, l + 1, b->cur[l], b->min[l]) != 0)
             return -1;
         b->cur[l] = NULL;
     }
-    if (b->cur[b->top] != NULL) {
-        assert(w->root->leaf && w->root->n == 0);
-        node_retire(w, w->root);
-        w->root = b->cur[b->top];
-        w->height = (uint32_t)b->top + 1;
-    }
+    if (b->cur[b->top] == NULL && (b->cur[b->top] = node_new(w, true)) == NULL)
+        return -1; /* nothing was added: the new tree is an empty leaf */
+    *old = w->root;
+    w->root = b->cur[b->top];
+    w->height = (uint32_t)b->top + 1;
     memset(b, 0, sizeof(*b));
     return 0;
+}
+
+void bt_tree_retire(struct bt_writer *w, struct bt_node *n)
+{
+    if (n->leaf) {
+        for (unsigned i = 0; i < n->n; i++)
+            bt_slot_retire(w, &leaf_of(n)->slots[i]);
+    } else {
+        for (unsigned i = 0; i < n->n; i++)
+            bt_tree_retire(w, inner_of(n)->child[i]);
+    }
+    node_retire(w, n);
 }
 
 void bt_build_abort(struct bt_writer *w, struct bt_build *b)

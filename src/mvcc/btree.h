@@ -24,6 +24,10 @@
  * hands them to ck_epoch once the new root is published. Values and key
  * blobs are immutable; each value is owned by exactly one chunk, each key
  * blob by its slot (or, once the slot is removed, by the retired head).
+ * A restore bulk-builds a whole new tree beside the working one
+ * (bt_build_*) and then retires the old tree whole (bt_tree_retire), so
+ * readers of the old published root keep it intact until ck_epoch says
+ * they have left.
  */
 #ifndef CETCD_MVCC_BTREE_H
 #define CETCD_MVCC_BTREE_H
@@ -203,12 +207,19 @@ void bt_retire(struct bt_writer *w, ck_epoch_entry_t *e, ck_epoch_cb_t *fn);
 /* Frees or recycles one object that no reader can see any more. */
 void bt_reclaim(struct bt_writer *w, ck_epoch_entry_t *e);
 
-/* Bulk load: add slots in strictly increasing key order, then finish,
- * which makes the built tree the working tree (the old one, which must
- * be an empty leaf, is retired). Abort frees everything added. */
+/* Bulk load, off to the side of the working tree, which it never
+ * touches until finish: add slots in strictly increasing key order, then
+ * finish, which makes the built tree (an empty leaf if nothing was added)
+ * the working tree and returns the old root in *old for bt_tree_retire.
+ * Finish fails (-1, out of memory) before changing anything; the caller
+ * then aborts, which frees everything added. */
 int bt_build_add(struct bt_writer *w, struct bt_build *b, const struct bt_slot *sl);
-int bt_build_finish(struct bt_writer *w, struct bt_build *b);
+int bt_build_finish(struct bt_writer *w, struct bt_build *b, struct bt_node **old);
 void bt_build_abort(struct bt_writer *w, struct bt_build *b);
+/* Retires a whole tree the working tree no longer reaches (but a
+ * published state may): every node, and every slot with bt_slot_retire.
+ * O(nodes + chunks), no allocation. */
+void bt_tree_retire(struct bt_writer *w, struct bt_node *root);
 
 /* ---- version writer (vers.c) ---- */
 
@@ -236,6 +247,9 @@ void bt_slot_trim(struct bt_writer *w, struct bt_slot *sl, const struct bt_vpos 
 void bt_chain_key(struct bt_chain *ch, const struct bt_slot *sl);
 /* Retires up to `budget` chunks of the chain; returns how many. */
 uint32_t bt_chain_retire(struct bt_writer *w, struct bt_chain *ch, uint32_t budget);
+/* Retires everything the slot owns: its chunks from the head down to
+ * base (with their values) and its key blob, as a chain. */
+void bt_slot_retire(struct bt_writer *w, const struct bt_slot *sl);
 /* Frees at once what a slot or a chain owns (destroy, aborted restore). */
 void bt_slot_free(const struct bt_slot *sl);
 void bt_chain_free(struct bt_chain *ch);

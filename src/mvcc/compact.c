@@ -27,6 +27,13 @@
  * - Raising C mid-pass: the pass goes on from its cursor to the end with
  *   the new C and then wraps around up to where it was raised, so every
  *   key is examined at the final C.
+ * - A restore that replaces the tree cancels the pass
+ *   (mvcc_compaction_reset): the new tree comes from a dump, which holds
+ *   only what compaction at its compact revision keeps (anything else is
+ *   left to the next compaction); the chain being retired goes to
+ *   ck_epoch at once, since
+ *   the old published state may still reach it. No compaction runs while
+ *   a restore is staged.
  */
 #include "mvcc_int.h"
 
@@ -60,7 +67,7 @@ int mvcc_compact(struct mvcc_store *s, int64_t rev)
     struct mvcc_compaction *cp = &s->cp;
     bool widen = cp->active && cp->has_cur;
 
-    assert(!s->in_txn);
+    assert(!s->in_txn && !s->rs.started);
     if (rev <= s->compact_rev)
         return MVCC_ERR_COMPACTED;
     if (rev > s->rev)
@@ -180,7 +187,7 @@ static void step_run(struct mvcc_store *s, unsigned budget)
 
 bool mvcc_compact_step(struct mvcc_store *s, unsigned budget)
 {
-    assert(!s->in_txn);
+    assert(!s->in_txn && !s->rs.started);
     if (!compact_pending(s))
         return false;
     if (mvcc_state_reserve(s) != MVCC_OK)
@@ -189,6 +196,18 @@ bool mvcc_compact_step(struct mvcc_store *s, unsigned budget)
     step_run(s, budget);
     mvcc_commit(s, false);
     return compact_pending(s);
+}
+
+void mvcc_compaction_reset(struct mvcc_store *s)
+{
+    struct mvcc_compaction *cp = &s->cp;
+
+    while (cp->chain.next != NULL)
+        bt_chain_retire(&s->w, &cp->chain, UINT32_MAX);
+    memset(&cp->chain, 0, sizeof(cp->chain));
+    cp->active = cp->has_cur = cp->has_stop = cp->wrapped = false;
+    cp->target = 0;
+    cp->cur.len = cp->stop.len = 0; /* the buffers are kept for the next pass */
 }
 
 void mvcc_compaction_free(struct mvcc_store *s)

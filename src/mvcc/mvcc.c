@@ -2,9 +2,11 @@
  * mvcc.c — revisions, reads and write transactions over the B+ tree.
  *
  * Owns: the published state {root, revision, compact revision}, the epoch
- * domain (ck_epoch) and its records, the writer's transaction bookkeeping,
- * and the Range logic (etcd's applyRange: fetch, filter, sort, truncate),
- * for readers on a pinned state and for the writer inside a transaction.
+ * domain (ck_epoch) and its records, reclamation (the ready list, drained
+ * a batch per commit and by mvcc_reclaim), the writer's transaction
+ * bookkeeping, and the Range logic (etcd's applyRange: fetch, filter,
+ * sort, truncate), for readers on a pinned state and for the writer
+ * inside a transaction.
  *
  * Threads: the writer thread alone runs mvcc_txn_* (and create/destroy,
  * and compact.c / snap.c's writer calls); it builds the next tree
@@ -21,8 +23,12 @@
  * - Memory replaced in a transaction (or a compaction step) is handed to
  *   ck_epoch_call only after the state that no longer reaches it is
  *   published; it is freed (or recycled) only after ck_epoch_poll_deferred
- *   says no section can still see it, in batches bounded per commit. The
- *   writer never waits.
+ *   says no section can still see it, in batches bounded per commit (or
+ *   per mvcc_reclaim call). The writer never waits.
+ * - Every publication, a restore's included, goes through mvcc_commit:
+ *   one release store of the state pointer switches root, revision and
+ *   compact revision together. A restore may move the revisions down;
+ *   nothing here assumes they only grow.
  * - Revision: +1 per transaction that wrote a version. A version is a
  *   tombstone iff version == 0; a put after a tombstone (or on a new key)
  *   starts a generation: create_revision = its revision, version = 1.
@@ -156,8 +162,8 @@ static void state_free_fn(ck_epoch_entry_t *e)
 
 /* compact_pub before the state: a reader that has pinned a state and then
  * loads mvcc_compact_revision() gets at least its state's compact
- * revision. rev_pub after: a reader that saw rev_pub pins a state at least
- * that new. */
+ * revision (unless a restore lowered it since). rev_pub after: a reader
+ * that saw rev_pub pins that state or a later one. */
 static void state_publish(struct mvcc_store *s, struct mvcc_state *st)
 {
     __atomic_store_n(&s->compact_pub, st->compact_rev, __ATOMIC_RELEASE);
@@ -534,7 +540,7 @@ void mvcc_range_res_free(struct mvcc_range_res *res)
 
 void mvcc_txn_begin(struct mvcc_store *s)
 {
-    assert(!s->in_txn);
+    assert(!s->in_txn && !s->rs.started);
     s->in_txn = true;
     s->changed = false;
     s->sub = 0;
@@ -749,4 +755,20 @@ int64_t mvcc_read_revision(const struct mvcc_reader *r)
 {
     assert(r->st != NULL);
     return r->st->rev;
+}
+
+int64_t mvcc_read_compact_revision(const struct mvcc_reader *r)
+{
+    assert(r->st != NULL);
+    return r->st->compact_rev;
+}
+
+/* ---- reclamation ---- */
+
+bool mvcc_reclaim(struct mvcc_store *s, unsigned budget)
+{
+    assert(!s->in_txn);
+    ck_epoch_poll_deferred(&s->wrec, &s->ready);
+    ready_drain(s, budget);
+    return s->wrec.n_pending > 0 || !CK_STACK_ISEMPTY(&s->ready);
 }

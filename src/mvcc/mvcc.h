@@ -14,7 +14,11 @@
  * replaced memory is freed through ck_epoch once no reader can still see
  * it. A reader that has called mvcc_read_begin() sees
  * one consistent published state until mvcc_read_end(); every pointer a
- * read returns stays valid until then.
+ * read returns stays valid until then. That holds across a restore too,
+ * which replaces the whole state while readers read (mvcc_restore_*).
+ *
+ * Revisions only grow, except across a restore that installs a state
+ * with lower ones.
  *
  * Semantics follow etcd's v3 API (etcdserver/apply.go, mvcc/kvstore*.go).
  */
@@ -118,12 +122,17 @@ bool mvcc_range_streams(const struct mvcc_range_req *req);
 int mvcc_range_each(struct mvcc_reader *r, const struct mvcc_range_req *req, mvcc_each_fn fn,
                     void *arg, struct mvcc_range_res *res);
 
-/* Inside a read section: the revision of the pinned state. */
+/* Inside a read section: the revision of the pinned state, and its
+ * compact revision; every revision between the two is readable in the
+ * section. */
 int64_t mvcc_read_revision(const struct mvcc_reader *r);
+int64_t mvcc_read_compact_revision(const struct mvcc_reader *r);
 
 /* Current and compacted revisions as last published (any thread). Inside
  * a read section, mvcc_compact_revision() is >= the pinned state's compact
- * revision, so any revision between it and the state's is readable. */
+ * revision, so any revision between it and the state's is readable
+ * (unless a restore lowered the revisions since the section began; see
+ * mvcc_read_compact_revision()). */
 int64_t mvcc_current_revision(const struct mvcc_store *s);
 int64_t mvcc_compact_revision(const struct mvcc_store *s);
 /* Approximate bytes the live state takes (keys, values, versions, nodes). */
@@ -226,18 +235,49 @@ typedef int (*mvcc_dump_fn)(void *arg, const struct mvcc_version *v);
 int mvcc_dump(struct mvcc_reader *r, int64_t *rev, int64_t *compact_rev, mvcc_dump_fn fn,
               void *arg);
 
-/* Writer side, on a fresh store (nothing written, compacted or restored),
- * before any reader reads: rebuilds the state from versions given in
- * mvcc_dump() order (bulk-loaded, not inserted one by one), then
- * mvcc_restore_finish sets the current and compact revisions and
- * publishes. Returns MVCC_OK, MVCC_ERR_NOMEM, or MVCC_ERR_BAD_ORDER if
- * versions come out of order, are malformed (mod_revision <= 0, a live
- * version with version or create_revision <= 0 or create > mod) or the
- * store is not fresh. An error sticks: later calls return it, and
- * mvcc_restore_finish returns it and leaves the store as fresh as before;
- * finish also fails with MVCC_ERR_BAD_ORDER if rev < 1, compact_rev is
- * outside [0, rev] or a version is newer than rev. */
+/* Restore: replaces the whole state by a snapshot's (a member starting
+ * from its snapshot file, a Raft follower sent the leader's), on a fresh
+ * store or a live one with readers reading.
+ *
+ * Writer side, outside a transaction (asserted). mvcc_restore_version
+ * takes versions in mvcc_dump() order; the first call starts the restore.
+ * They are bulk-loaded into a new tree beside the live one: readers go on
+ * seeing the live state, untouched, and the writer may not begin a
+ * transaction, compact or compact-step until the restore is finished or
+ * aborted (asserted). mvcc_restore_finish (which also starts and finishes
+ * an empty restore) then publishes the new tree with its current and
+ * compact revisions, in one publication as a commit's, cancels a
+ * compaction pass in progress, and retires the old tree whole: ck_epoch
+ * frees it once no reader can still see it, in batches as later commits
+ * and mvcc_reclaim() run. mvcc_restore_abort drops everything staged and
+ * leaves the live state, and the compaction pass, as they were.
+ *
+ * Readers: a section begun before the publication keeps the whole old
+ * state (its revisions, history and hash) to its end; one begun after
+ * sees only the new. The new revisions may be lower than the old ones,
+ * so mvcc_current_revision(), mvcc_compact_revision() and the revisions
+ * a thread reads go back across a restore that lowers them (and only
+ * then); use mvcc_read_compact_revision() for the pinned state's.
+ *
+ * Returns MVCC_OK, MVCC_ERR_NOMEM, or MVCC_ERR_BAD_ORDER if versions come
+ * out of order or are malformed (mod_revision <= 0, a live version with
+ * version or create_revision <= 0 or create > mod). An error sticks:
+ * later calls return it, and mvcc_restore_finish returns it and aborts;
+ * finish also fails (and aborts) with MVCC_ERR_BAD_ORDER if rev < 1,
+ * compact_rev is outside [0, rev] or a version is newer than rev, and
+ * with MVCC_ERR_NOMEM. After a failed finish the live state is unchanged
+ * and a new restore may start. */
 int mvcc_restore_version(struct mvcc_store *s, const struct mvcc_version *v);
 int mvcc_restore_finish(struct mvcc_store *s, int64_t rev, int64_t compact_rev);
+void mvcc_restore_abort(struct mvcc_store *s);
+
+/* Writer side, outside a transaction: frees up to `budget` retired
+ * objects (nodes, chunks with their values and keys, states) that no
+ * reader can see any more. Commits already free a batch each, a little
+ * more than they retire; this catches up with a large backlog, such as
+ * the old tree a restore left, in bounded steps (when idle, say).
+ * Returns true while retired memory is still waiting: for readers still
+ * in sections that may see it, or for more budget. */
+bool mvcc_reclaim(struct mvcc_store *s, unsigned budget);
 
 #endif

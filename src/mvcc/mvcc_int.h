@@ -1,7 +1,12 @@
 /*
  * mvcc_int — the store's internals, shared by the files of src/mvcc
- * (mvcc.c: state, reads, transactions; compact.c: compaction; snap.c:
- * hash, dump, restore). Nothing outside this folder includes it.
+ * (mvcc.c: state, reads, transactions, reclamation; compact.c:
+ * compaction; snap.c: hash, dump, restore). Nothing outside this folder
+ * includes it.
+ *
+ * Writer modes, one at a time: idle, in a transaction (in_txn), or
+ * staging a restore (rs.started). A compaction pass (cp.active) lives
+ * across idle periods and transactions; a restore's finish cancels it.
  */
 #ifndef CETCD_MVCC_INT_H
 #define CETCD_MVCC_INT_H
@@ -38,15 +43,17 @@ struct mvcc_compaction {
 };
 
 /* A restore in progress (writer): the key being staged and the tree
- * built so far. */
+ * built so far, beside the working tree, which stays published and
+ * untouched until mvcc_restore_finish swaps them. While `started`, no
+ * transaction or compaction may run (asserted). */
 struct mvcc_restore {
     bool started;
-    int err; /* sticky until mvcc_restore_finish */
+    int err; /* sticky until mvcc_restore_finish / _abort */
     struct bt_build build;
     struct bt_slot slot; /* key == NULL when nothing is staged */
     int64_t last_mod, max_mod;
     uint32_t last_sub;
-    int64_t bytes0; /* w.bytes before the restore, for an abort */
+    int64_t bytes0; /* w.bytes before the restore: the old state's share */
 };
 
 struct mvcc_store {
@@ -91,5 +98,9 @@ void mvcc_commit(struct mvcc_store *s, bool force);
 /* compact.c / snap.c, writer: free what they own (mvcc_destroy). */
 void mvcc_compaction_free(struct mvcc_store *s);
 void mvcc_restore_free(struct mvcc_store *s);
+/* compact.c, writer: cancels the pass in progress, if any, for a restore
+ * that replaces the tree: its pending chain is retired (a published state
+ * may still reach it), its cursor forgotten. */
+void mvcc_compaction_reset(struct mvcc_store *s);
 
 #endif

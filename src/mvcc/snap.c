@@ -32,10 +32,26 @@
  *
  * Restore: versions in dump order are staged per key in a detached slot
  * (the append path of puts) and the slots bulk-loaded bottom-up
- * (bt_build_*): each node is written once, nothing is path-copied.
+ * (bt_build_*) into a tree beside the live one: each node is written
+ * once, nothing is path-copied, and nothing readers can reach is touched.
+ * Finish swaps the trees, retires the old one whole into the limbo
+ * (bt_tree_retire; with a cancelled compaction's pending chain), and
+ * publishes through mvcc_commit like any transaction, which hands the
+ * limbo to ck_epoch after the release store: a reader pinned on the old
+ * state keeps all of it until it leaves its section. A fresh store's
+ * "old tree" is its empty root, so start-up pays nothing for this.
  *
  * Threads: hash and dump run on a reader inside its read section and
- * only read; restore runs on the writer, before any reader reads.
+ * only read; restore runs on the writer, outside transactions, with
+ * readers reading concurrently.
+ *
+ * Invariants (restore):
+ * - Between the first mvcc_restore_version and finish/abort, the writer
+ *   runs no transaction or compaction, so the live tree, the revisions
+ *   and w.bytes' share of the live state (rs.bytes0) stay fixed.
+ * - Finish either fails before the swap (the live state unchanged, the
+ *   staging freed) or cannot fail; after it, w.bytes counts exactly the
+ *   new tree (asserted).
  */
 #include "mvcc_int.h"
 
@@ -202,12 +218,6 @@ int mvcc_dump(struct mvcc_reader *r, int64_t *rev, int64_t *compact_rev, mvcc_du
 
 /* ---- restore ---- */
 
-static bool store_fresh(const struct mvcc_store *s)
-{
-    return !s->in_txn && s->rev == 1 && s->compact_rev == 0 && !s->cp.active && s->w.root->leaf &&
-           s->w.root->n == 0;
-}
-
 /* Checks v on its own and against the previous one; *cmp > 0 when it
  * starts a new key. */
 static int restore_check(const struct mvcc_restore *rs, const struct mvcc_version *v, int *cmp)
@@ -278,19 +288,23 @@ static int restore_push(struct mvcc_store *s, const struct mvcc_version *v)
     return MVCC_OK;
 }
 
+static void restore_start(struct mvcc_store *s)
+{
+    assert(!s->in_txn);
+    if (!s->rs.started) {
+        s->rs.started = true;
+        s->rs.bytes0 = s->w.bytes;
+    }
+}
+
 int mvcc_restore_version(struct mvcc_store *s, const struct mvcc_version *v)
 {
     struct mvcc_restore *rs = &s->rs;
     int cmp, rv;
 
+    restore_start(s);
     if (rs->err != MVCC_OK)
         return rs->err;
-    if (!rs->started) {
-        if (!store_fresh(s))
-            return rs->err = MVCC_ERR_BAD_ORDER;
-        rs->started = true;
-        rs->bytes0 = s->w.bytes;
-    }
     rv = restore_check(rs, v, &cmp);
     if (rv == MVCC_OK && cmp > 0 && (rv = restore_flush(s)) == MVCC_OK)
         rv = restore_key(s, v);
@@ -305,11 +319,15 @@ int mvcc_restore_version(struct mvcc_store *s, const struct mvcc_version *v)
     return MVCC_OK;
 }
 
-/* Drops everything staged; the store is as before the restore. */
-static void restore_abort(struct mvcc_store *s)
+/* Drops everything staged, which no reader has seen (so it is freed at
+ * once); the live state is as before the restore. Chunks the staging
+ * replaced (a growing head) are in the limbo and go with the next
+ * commit; their values belong to the staged heads. */
+void mvcc_restore_abort(struct mvcc_store *s)
 {
     struct mvcc_restore *rs = &s->rs;
 
+    assert(!s->in_txn);
     if (rs->slot.key != NULL)
         bt_slot_free(&rs->slot);
     bt_build_abort(&s->w, &rs->build);
@@ -318,21 +336,41 @@ static void restore_abort(struct mvcc_store *s)
     memset(rs, 0, sizeof(*rs));
 }
 
+/* Makes the built tree the working tree, or fails (out of memory) with
+ * nothing changed. The old tree goes to the limbo whole, with the chain
+ * of a cancelled compaction pass; the caller publishes, which hands the
+ * limbo to ck_epoch. */
+static int restore_swap(struct mvcc_store *s)
+{
+    struct mvcc_restore *rs = &s->rs;
+    struct bt_node *old;
+    int64_t staged;
+
+    if (restore_flush(s) != MVCC_OK || bt_build_finish(&s->w, &rs->build, &old) != 0)
+        return MVCC_ERR_NOMEM;
+    staged = s->w.bytes - rs->bytes0;
+    bt_tree_retire(&s->w, old);
+    mvcc_compaction_reset(s);
+    assert(s->w.bytes == staged); /* the old state's bytes all went */
+    (void)staged;
+    return MVCC_OK;
+}
+
 int mvcc_restore_finish(struct mvcc_store *s, int64_t rev, int64_t compact_rev)
 {
     struct mvcc_restore *rs = &s->rs;
-    int rv = rs->err;
+    int rv;
 
-    if (rv == MVCC_OK && !rs->started && !store_fresh(s))
-        rv = MVCC_ERR_BAD_ORDER;
+    restore_start(s); /* an empty snapshot stages nothing */
+    rv = rs->err;
     if (rv == MVCC_OK && (rev < 1 || compact_rev < 0 || compact_rev > rev || rs->max_mod > rev))
         rv = MVCC_ERR_BAD_ORDER;
     if (rv == MVCC_OK && mvcc_state_reserve(s) != MVCC_OK)
         rv = MVCC_ERR_NOMEM;
-    if (rv == MVCC_OK && (restore_flush(s) != MVCC_OK || bt_build_finish(&s->w, &rs->build) != 0))
-        rv = MVCC_ERR_NOMEM;
+    if (rv == MVCC_OK)
+        rv = restore_swap(s);
     if (rv != MVCC_OK) {
-        restore_abort(s);
+        mvcc_restore_abort(s);
         return rv;
     }
     memset(rs, 0, sizeof(*rs));
@@ -344,5 +382,5 @@ int mvcc_restore_finish(struct mvcc_store *s, int64_t rev, int64_t compact_rev)
 
 void mvcc_restore_free(struct mvcc_store *s)
 {
-    restore_abort(s);
+    mvcc_restore_abort(s);
 }

@@ -30,6 +30,9 @@
  *   in bounded steps; a head with dead versions before that one is
  *   replaced by a copy of the rest. A full non-head base chunk keeps its
  *   dead prefix (< BT_CHUNK_MAX versions) until compaction passes it.
+ * - A slot dropped whole (bt_slot_retire, when a restore replaces the
+ *   tree) retires its chunks from the head down to base: those below base
+ *   were retired by compaction already, so each chunk is retired once.
  */
 #include "btree.h"
 
@@ -344,6 +347,16 @@ uint32_t bt_chain_retire(struct bt_writer *w, struct bt_chain *ch, uint32_t budg
         chunk_retire(w, c, own_n, key);
     }
     return done;
+}
+
+void bt_slot_retire(struct bt_writer *w, const struct bt_slot *sl)
+{
+    struct bt_chain ch = {0};
+
+    w->bytes -= (int64_t)bt_key_size(sl->key);
+    bt_chain_key(&ch, sl);
+    while (ch.next != NULL)
+        bt_chain_retire(w, &ch, UINT32_MAX);
 }
 
 void bt_chain_free(struct bt_chain *ch)

@@ -40,10 +40,12 @@
 #include "pending.h"
 #include "roster.h"
 #include "rpc.pb-c.h"
+#include "snap.h"
 #include "snapshot.h"
 #include "wal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,14 +511,86 @@ static void add_entries(struct core *c, const struct raft_entry *v, uint32_t n)
     }
 }
 
+static void snap_in_drop(struct core *c)
+{
+    if (c->snap_in_path[0] != '\0')
+        unlink(c->snap_in_path);
+    c->snap_in_path[0] = '\0';
+}
+
+/* fsyncs the directory holding path. */
+static int fsync_parent(const char *path)
+{
+    char dir[4096];
+    char *slash;
+    int fd, rv;
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return -1;
+    *slash = '\0';
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    rv = fsync(fd);
+    close(fd);
+    return rv;
+}
+
+/* The new membership of an installed snapshot: the peer net follows it. */
+static void adopt_roster(struct core *c, const uint8_t *blob, size_t len)
+{
+    struct roster old = c->roster;
+
+    if (blob == NULL || roster_decode(&c->roster, blob, len) != 0)
+        return;
+    for (unsigned i = 0; i < old.n; i++)
+        if (roster_find(&c->roster, old.m[i].id) == NULL && c->peers != NULL &&
+            old.m[i].id != c->id)
+            peer_remove_member(c->peers, old.m[i].id);
+    for (unsigned i = 0; i < c->roster.n; i++)
+        core_peer_update(c, &c->roster.m[i]);
+}
+
+/* Raft §7: the leader's snapshot replaces this member's state. Its file
+ * becomes this member's newest snapshot (durable before anything refers
+ * to it), the MVCC state is replaced while readers go on reading, and the
+ * WAL gets a marker: the log restarts after the snapshot. */
 static void install_snapshot(struct core *c, const struct raft_snap_meta *meta)
 {
-    (void)c;
-    fprintf(stderr,
-            "cetcd: fatal: the leader sent a snapshot (index %llu); installing snapshots "
-            "from a leader is not supported by this version\n",
-            (unsigned long long)meta->index);
-    exit(1);
+    struct snapshot_point pt;
+    char path[4096];
+    char err[512];
+
+    if (c->snap_in_path[0] == '\0' || c->snap_in_index != meta->index ||
+        c->snap_in_term != meta->term) {
+        fprintf(stderr, "cetcd: fatal: Raft installs snapshot %llu, which was not received\n",
+                (unsigned long long)meta->index);
+        exit(1);
+    }
+    snapshot_path(c->snap, meta->term, meta->index, path, sizeof(path));
+    if (rename(c->snap_in_path, path) != 0 || fsync_parent(path) != 0)
+        core_fatal("installing the leader's snapshot", -errno);
+    c->snap_in_path[0] = '\0';
+    if (snapshot_install(c->snap, path, &pt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cetcd: fatal: %s\n", err);
+        exit(1);
+    }
+    if (wal_add_snapshot(c->wal, meta->index, meta->term) != 0)
+        core_fatal("wal: snapshot marker", -EIO);
+    adopt_roster(c, pt.cluster, pt.cluster_len);
+    free(pt.cluster);
+    rpc_member_store(&c->env.member->alarms, pt.alarms);
+    c->applied = meta->index;
+    c->applied_term = meta->term;
+    c->snap_index = meta->index;
+    c->snap_term = meta->term;
+    c->compacting = false;
+    c->reclaiming = true;
+    c->snap_wal_mark = c->wal_bytes;
+    fprintf(stderr, "cetcd: installed the leader's snapshot at index %llu (revision %lld)\n",
+            (unsigned long long)meta->index, (long long)mvcc_current_revision(c->env.store));
 }
 
 static void add_hardstate(struct core *c, const struct raft_hardstate *h)
@@ -876,9 +950,30 @@ static int replay_hardstate(void *arg, const struct wal_hardstate *hs)
     return 0;
 }
 
+/* A leader's snapshot was installed here: the log before it is
+ * superseded. The snapshot loaded at start-up must cover it. */
+static int replay_snapshot(void *arg, uint64_t index, uint64_t term)
+{
+    struct replay *r = arg;
+
+    (void)term;
+    if (index > r->c->snap_index) {
+        fprintf(stderr,
+                "cetcd: wal: the log continues after snapshot %llu, which is missing or "
+                "damaged\n",
+                (unsigned long long)index);
+        return -1;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        free((uint8_t *)r->v[i].data - 1);
+    r->n = 0;
+    return 0;
+}
+
 static const struct wal_replay_ops replay_ops = {
     .entry = replay_entry,
     .hardstate = replay_hardstate,
+    .snapshot = replay_snapshot,
 };
 
 static void replay_free(struct replay *r)
@@ -1047,6 +1142,14 @@ int core_open(struct core **out, const char *data_dir, const struct core_config 
     if (info.torn_bytes > 0)
         fprintf(stderr, "cetcd: wal: cut a torn tail of %llu bytes\n",
                 (unsigned long long)info.torn_bytes);
+    /* A leader's snapshot was installed but the marker after it was torn
+     * off: the log must restart after the snapshot again. */
+    if (info.last_index < c->snap_index &&
+        (wal_add_snapshot(c->wal, c->snap_index, c->snap_term) != 0 ||
+         wal_batch_sync(c->wal, err, err_len) != 0)) {
+        core_close(c);
+        return -1;
+    }
     drive_sync(c);
     publish(c);
     *out = c;
@@ -1066,6 +1169,7 @@ void core_close(struct core *c)
         raft_free(c->raft);
     pending_fini(&c->pending);
     core_members_free(c);
+    snap_in_drop(c);
     for (size_t i = 0; i < c->unled.n; i++)
         shard_msg_free(c->unled.v[i]);
     free(c->unled.v);
@@ -1208,6 +1312,9 @@ static void background(struct core *c)
     /* Every compaction (asked for or automatic) has physical work to do;
      * a step is a no-op when there is none. */
     c->compacting = mvcc_compact_step(c->env.store, COMPACT_STEP_KEYS);
+    /* The state a snapshot install replaced is freed in bounded steps. */
+    if (c->reclaiming)
+        c->reclaiming = mvcc_reclaim(c->env.store, RECLAIM_STEP_OBJECTS);
     if (was_compacting && !c->compacting)
         release_held(c);
     rv = snapshot_poll(c->snap, &pt);
@@ -1324,11 +1431,27 @@ static void on_peer_msg(void *arg, const struct raft_msg *m)
     raft_step(c->raft, m);
 }
 
+/* A leader's snapshot arrived whole: checked here (every CRC, and the
+ * point it claims), kept, and its SNAP message handed to Raft, which
+ * decides whether to install it (install_snapshot). */
 static void on_peer_snapshot(void *arg, const struct raft_msg *m, const char *path)
 {
-    (void)arg;
-    (void)m;
-    unlink(path); /* installing a leader's snapshot is not supported yet */
+    struct core *c = *(struct core **)arg;
+    uint64_t term = 0, index = 0;
+    char err[512];
+
+    if (snap_validate(path, &term, &index, err, sizeof(err)) != 0 || term != m->snap.term ||
+        index != m->snap.index) {
+        fprintf(stderr, "cetcd: snapshot from %016llx refused: %s\n", (unsigned long long)m->from,
+                err[0] != '\0' ? err : "wrong point");
+        unlink(path);
+        return;
+    }
+    snap_in_drop(c);
+    snprintf(c->snap_in_path, sizeof(c->snap_in_path), "%s", path);
+    c->snap_in_index = index;
+    c->snap_in_term = term;
+    raft_step(c->raft, m);
 }
 
 static void on_snapshot_sent(void *arg, uint64_t to, bool ok)

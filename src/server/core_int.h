@@ -30,6 +30,9 @@ enum core_op {
 };
 
 #define COMPACT_STEP_KEYS 2048u /* keys examined per compaction step (per turn) */
+/* Replaced MVCC objects freed per turn (turns come at least once a tick;
+ * not a reason to spin: readers may hold the memory a while). */
+#define RECLAIM_STEP_OBJECTS 65536u
 
 #define CORE_TURN_PROPOSALS_MAX 8192u       /* proposals taken from the shards per turn */
 #define CORE_TURN_BYTES_MAX     (32u << 20) /* proposal bytes taken per turn */
@@ -119,6 +122,7 @@ struct core {
     uint64_t wal_bytes;      /* bytes made durable in the WAL since start */
     uint64_t snap_wal_mark;  /* wal_bytes when the newest snapshot started */
     bool compacting;         /* physical compaction has work left */
+    bool reclaiming;         /* a replaced MVCC state is still being freed */
     uint64_t heartbeat_ms;
     uint64_t request_timeout_ms;
     uint64_t last_leader;
@@ -151,6 +155,11 @@ struct core {
     unsigned n_snap_failed;
     bool in_ready;
     struct raft_conf snap_conf; /* the membership when the running snapshot started */
+    /* A leader's snapshot received whole and checked, waiting for Raft to
+     * take it (its SNAP message was stepped): its file, and its point. */
+    char snap_in_path[4096];
+    uint64_t snap_in_index;
+    uint64_t snap_in_term;
     /* The hard state last added to the WAL, and a newer one that differs
      * only in its commit index: that one waits for the next batch that
      * carries entries (a commit index is a hint for restarts, and writing

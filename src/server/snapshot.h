@@ -65,6 +65,12 @@ int snapshot_poll(struct snapshot *s, struct snapshot_point *done);
 /* true while a snapshot is being written. */
 bool snapshot_busy(const struct snapshot *s);
 
+/* Core: replaces the live store's state by the snapshot file at path
+ * (checked whole first; readers keep reading meanwhile), and fills *pt
+ * as snapshot_load() does. 0, or -1 with err (the store unchanged). */
+int snapshot_install(struct snapshot *s, const char *path, struct snapshot_point *pt, char *err,
+                     size_t err_len);
+
 /* The path of the snapshot file at (term, index) in this data dir. */
 void snapshot_path(const struct snapshot *s, uint64_t term, uint64_t index, char *buf, size_t len);
 

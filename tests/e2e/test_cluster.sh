@@ -18,6 +18,9 @@
 #  (e) one member alone (the two others stopped) has no quorum: a write
 #      fails with etcd's error instead of hanging, and the cluster works
 #      again once a second member is back;
+#  (g) (run before f) a member down while the others write 7000 entries
+#      (--snapshot-count 1000) catches up by the leader's snapshot: same
+#      revision, values and HashKV as the others;
 #  (f) a second cluster with the same settings given as YAML config files
 #      (--config-file, etcd's keys): a leader, `member list` names every
 #      member with its URLs, writes through one member read through another.
@@ -45,7 +48,7 @@ start_member() {
 		--listen-peer-urls "http://127.0.0.1:$p" \
 		--initial-cluster "$cluster" --initial-cluster-state new \
 		--initial-cluster-token "$token" --election-timeout "$ELECTION_MS" \
-		--heartbeat-interval 100
+		--heartbeat-interval 100 --snapshot-count 1000
 }
 
 # status_field NODE FIELD: one field of `endpoint status -w json` (decimal).
@@ -223,6 +226,49 @@ wait_leader $((10 * ELECTION_MS)) "$alone" "${NODES[1]}" >/dev/null ||
 check "writes work again with a quorum" ctl "$alone" put back-again y
 check "and are readable through the other member" \
 	test "$(ctl "${NODES[1]}" get back-again --print-value-only)" = y
+
+# (g) ---------------------------------------------------------------------
+# A member down while the others write more than --snapshot-count plus the
+# log kept behind a snapshot for slow followers (5000 entries) catches up
+# by receiving the leader's snapshot, then the rest of the log.
+command -v h2load >/dev/null 2>&1 || fail "h2load not found (nghttp2-client)"
+lagger="${NODES[2]}"
+stop_node "$lagger"
+leader="$(wait_leader $((10 * ELECTION_MS)) "${NODES[0]}" "${NODES[1]}")" ||
+	fail "no leader with two members before the snapshot catch-up"
+printf '\x00\x00\x00\x00\x0e\x0a\x07lag/key\x12\x03val' >"$E2E_TMP/lagput.body"
+PUTS=7000
+timeout -k 5 120 h2load -t 1 -c 2 -m 16 -n "$PUTS" -d "$E2E_TMP/lagput.body" \
+	-H 'content-type: application/grpc' -H 'te: trailers' \
+	"$(node_url "$leader")/etcdserverpb.KV/Put" >"$E2E_TMP/lag.h2load" 2>&1 || true
+check "$PUTS puts while $lagger is down" grep -q "$PUTS succeeded" "$E2E_TMP/lag.h2load"
+want_rev="$(ctl "$leader" get lag/key -w json | jq -r .header.revision)"
+restart_node "$lagger"
+wait_ready "$lagger"
+ok=0
+got_rev=""
+for _ in $(seq 1 150); do
+	got_rev="$(ctl "$lagger" get lag/key --consistency=s -w json 2>/dev/null | jq -r '.header.revision' 2>/dev/null || true)"
+	if [[ -n "$got_rev" && "$got_rev" -ge "$want_rev" ]]; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+check "$lagger caught up to revision $want_rev (has $got_rev)" test "$ok" = 1
+check "$lagger installed a snapshot from the leader" \
+	grep -q "installed the leader's snapshot" "$(node_log "$lagger")"
+check "$lagger has the value written while it was down" \
+	test "$(ctl "$lagger" get lag/key --consistency=s --print-value-only)" = val
+check "$lagger keeps every earlier write" caught_up "$lagger"
+check "the hashes of all members agree at revision $want_rev" \
+	test "$(for n in "${NODES[@]}"; do ctl "$n" endpoint hashkv --rev "$want_rev" -w json | jq -r '.[0].HashKV.hash'; done | sort -u | wc -l)" = 1
+kill_node "$lagger"
+restart_node "$lagger"
+wait_ready "$lagger"
+check "after kill -9 and restart, $lagger starts from the installed snapshot" \
+	test "$(ctl "$lagger" get lag/key --consistency=s -w json | jq -r .header.revision)" -ge "$want_rev"
+check "and still has every earlier write" caught_up "$lagger"
 
 # (f) ---------------------------------------------------------------------
 for n in "${NODES[@]}"; do

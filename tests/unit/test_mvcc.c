@@ -8,12 +8,16 @@
  * key_index.go compact(): semantics, errors, steps interleaved with
  * writes against a never-compacted twin store, tree shrinking), HashKV
  * (a known-answer vector, equal and unequal histories), dump/restore
- * (round trip at every retained revision, errors, 1M keys timed), and a
- * key put 2M times (worst put latency printed). The last test runs one
- * writer, which also compacts in steps, and three reader threads, and
- * checks that every read sees one consistent published state. cmocka is
- * not thread safe, so reader threads count violations and the main
- * thread asserts.
+ * (round trip at every retained revision, errors, 1M keys timed),
+ * restore on a live store (replacing a populated store with history,
+ * tombstones and compactions done and in progress; a reader pinned across
+ * the swap; abort and failed finishes leave everything as it was; old
+ * trees reclaimed, which ASan's leak check confirms), and a key put 2M
+ * times (worst put latency printed). The last two tests run one writer
+ * and several reader threads: the writer writes and compacts in steps, or
+ * replaces the whole state again and again, and every read section must
+ * see one consistent published state. cmocka is not thread safe, so
+ * reader threads count violations and the main thread asserts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -996,15 +1000,27 @@ static void dumped_free(struct dumped *d)
     free(d->v);
 }
 
+static void restore_into(struct mvcc_store *s, const struct dumped *d, int64_t rev, int64_t compact)
+{
+    for (size_t i = 0; i < d->n; i++)
+        assert_int_equal(mvcc_restore_version(s, &d->v[i]), MVCC_OK);
+    assert_int_equal(mvcc_restore_finish(s, rev, compact), MVCC_OK);
+}
+
 static struct mvcc_store *restore_of(const struct dumped *d, int64_t rev, int64_t compact)
 {
     struct mvcc_store *s = mvcc_create();
 
     assert_non_null(s);
-    for (size_t i = 0; i < d->n; i++)
-        assert_int_equal(mvcc_restore_version(s, &d->v[i]), MVCC_OK);
-    assert_int_equal(mvcc_restore_finish(s, rev, compact), MVCC_OK);
+    restore_into(s, d, rev, compact);
     return s;
+}
+
+/* Runs reclamation until nothing retired is left waiting. */
+static void reclaim_all(struct mvcc_store *s)
+{
+    for (int i = 0; mvcc_reclaim(s, 1000); i++)
+        assert_true(i < 1000000);
 }
 
 static void compact_all(struct mvcc_store *s, unsigned budget)
@@ -1578,17 +1594,194 @@ static void test_restore_errors(void **state)
     assert_int_equal(mvcc_restore_finish(s, 3, 2), MVCC_OK);
     assert_int_equal(mvcc_current_revision(s), 3);
     assert_int_equal(mvcc_compact_revision(s), 2);
-    v = ver_of("d", 4, 0, false); /* no longer fresh */
-    assert_int_equal(mvcc_restore_version(s, &v), MVCC_ERR_BAD_ORDER);
-    assert_int_equal(mvcc_restore_finish(s, 4, 0), MVCC_ERR_BAD_ORDER);
+    v = ver_of("d", 4, 0, false); /* a restored store may be restored again */
+    assert_int_equal(mvcc_restore_version(s, &v), MVCC_OK);
+    assert_int_equal(mvcc_restore_finish(s, 3, 0), MVCC_ERR_BAD_ORDER); /* d@4 > rev */
+    assert_int_equal(mvcc_current_revision(s), 3);                      /* unchanged */
+    assert_int_equal(mvcc_compact_revision(s), 2);
     mvcc_destroy(s);
 
-    put(f->s, "x", "1"); /* a used store refuses */
+    /* On a used store: errors leave the live state as it was. */
+    put(f->s, "x", "1");
     v = ver_of("a", 2, 0, false);
+    assert_int_equal(mvcc_restore_version(f->s, &v), MVCC_OK);
+    v = ver_of("a", 1, 0, false);
     assert_int_equal(mvcc_restore_version(f->s, &v), MVCC_ERR_BAD_ORDER);
     assert_int_equal(mvcc_restore_finish(f->s, 2, 0), MVCC_ERR_BAD_ORDER);
-    assert_int_equal(mvcc_restore_finish(f->s, 2, 0), MVCC_ERR_BAD_ORDER); /* nothing staged */
     assert_true(get(f->r, "x", 0, &kv));
+    assert_int_equal(mvcc_current_revision(f->s), 2);
+    put(f->s, "y", "1"); /* a failed restore lets the writer go on */
+    /* An empty snapshot replaces the state by an empty one. */
+    assert_int_equal(mvcc_restore_finish(f->s, 7, 7), MVCC_OK);
+    assert_false(get(f->r, "x", 0, &kv));
+    assert_false(get(f->r, "y", 0, &kv));
+    assert_int_equal(mvcc_current_revision(f->s), 7);
+    assert_int_equal(mvcc_compact_revision(f->s), 7);
+    assert_int_equal(range_rv(f->r, "x", 6), MVCC_ERR_COMPACTED);
+    assert_int_equal(put(f->s, "x", "2"), 8);
+    assert_true(get(f->r, "x", 0, &kv));
+    assert_kv(&kv, 8, 8, 1);
+}
+
+/* ---- restore on a live store ---- */
+
+/* A store with history, tombstones, one compaction done and one in
+ * progress, written with seed x. */
+static void live_fixture(struct mvcc_store *s, uint32_t x, int txns)
+{
+    for (int t = 0; t < txns; t++) {
+        gen_txn(s, &x, t);
+        if (t == txns / 2) {
+            assert_int_equal(mvcc_compact(s, mvcc_current_revision(s) - 100), MVCC_OK);
+            compact_all(s, 7);
+        }
+    }
+    assert_int_equal(mvcc_compact(s, mvcc_current_revision(s) - 50), MVCC_OK);
+    assert_true(mvcc_compact_step(s, 20)); /* in progress */
+}
+
+/* Every key's value at the pinned state's current revision, as a string. */
+static void pinned_str(struct mvcc_reader *r, char *out, size_t cap)
+{
+    struct mvcc_range_req q = req_of("", "\0");
+
+    q.range_end_len = 1;
+    assert_int_equal(range_fmt(r, &q, out, cap), MVCC_OK);
+}
+
+static void test_restore_live(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_store *src = mvcc_create(), *small = mvcc_create();
+    struct mvcc_reader *rsrc = mvcc_reader_register(src), *rsmall = mvcc_reader_register(small);
+    struct mvcc_reader *old = mvcc_reader_register(f->s);
+    enum { CAP = 1 << 16 };
+    char *before = malloc(CAP), *after = malloc(CAP);
+    uint32_t h0, h1, x = 5, x2;
+    int64_t rev, compact, hr, hc, old_rev, old_compact;
+    struct dumped d;
+
+    assert_non_null(before);
+    assert_non_null(after);
+    live_fixture(src, 31, 1500);
+    live_fixture(f->s, 77, 1100);
+    dump_store(rsrc, &d, &rev, &compact);
+
+    /* A reader pinned before the restore keeps the old state whole. */
+    mvcc_read_begin(old);
+    old_rev = mvcc_read_revision(old);
+    old_compact = mvcc_read_compact_revision(old);
+    pinned_str(old, before, CAP);
+    assert_int_equal(mvcc_hash_kv(old, 0, &h0, &hr, &hc), MVCC_OK);
+    restore_into(f->s, &d, rev, compact);
+    assert_int_equal(mvcc_read_revision(old), old_rev);
+    assert_int_equal(mvcc_read_compact_revision(old), old_compact);
+    pinned_str(old, after, CAP);
+    assert_string_equal(before, after);
+    assert_int_equal(mvcc_hash_kv(old, 0, &h1, &hr, &hc), MVCC_OK);
+    assert_int_equal(h0, h1);
+    assert_true(mvcc_reclaim(f->s, 1000000)); /* the old tree waits for `old` */
+    pinned_str(old, after, CAP);
+    assert_string_equal(before, after);
+    mvcc_read_end(old);
+    reclaim_all(f->s);
+
+    /* The new state is the source's; the compaction pass was cancelled. */
+    assert_false(mvcc_compact_step(f->s, 10));
+    compact_all(src, 1000); /* the sizes compare then */
+    assert_restored_same(src, rsrc, f->s, f->r);
+    dumped_free(&d);
+
+    /* Both go on alike: writes, compaction. */
+    x2 = x;
+    for (int t = 2000; t < 2300; t++) {
+        gen_txn(src, &x, t);
+        gen_txn(f->s, &x2, t);
+    }
+    assert_int_equal(mvcc_compact(src, rev + 100), MVCC_OK);
+    assert_int_equal(mvcc_compact(f->s, rev + 100), MVCC_OK);
+    compact_all(src, 10);
+    compact_all(f->s, 3);
+    assert_restored_same(src, rsrc, f->s, f->r);
+
+    /* Replaced again, by a state with lower revisions. */
+    for (int t = 0; t < 40; t++)
+        gen_txn(small, &x, t);
+    assert_int_equal(mvcc_compact(small, 20), MVCC_OK);
+    assert_int_equal(mvcc_compact(f->s, mvcc_current_revision(f->s) - 5), MVCC_OK);
+    assert_true(mvcc_compact_step(f->s, 5));
+    compact_all(small, 1000);
+    dump_store(rsmall, &d, &rev, &compact);
+    restore_into(f->s, &d, rev, compact);
+    dumped_free(&d);
+    assert_int_equal(mvcc_current_revision(f->s), mvcc_current_revision(small));
+    assert_restored_same(small, rsmall, f->s, f->r);
+    reclaim_all(f->s);
+
+    free(before);
+    free(after);
+    mvcc_reader_unregister(old);
+    mvcc_reader_unregister(rsrc);
+    mvcc_reader_unregister(rsmall);
+    mvcc_destroy(src);
+    mvcc_destroy(small);
+}
+
+/* An aborted restore (and a failed one) leaves the store as it was: its
+ * answers, hash, size, and the compaction pass, which then ends as its
+ * twin's. */
+static void test_restore_abort(void **state)
+{
+    struct fix *f = *state;
+    struct mvcc_store *twin = mvcc_create(), *src = mvcc_create();
+    struct mvcc_reader *rtwin = mvcc_reader_register(twin), *rsrc = mvcc_reader_register(src);
+    int64_t rev, compact, cur, c;
+    struct mvcc_version bad;
+    struct dumped d;
+    uint64_t size;
+    uint32_t h;
+
+    live_fixture(f->s, 3, 900);
+    live_fixture(twin, 3, 900);
+    live_fixture(src, 9, 600);
+    dump_store(rsrc, &d, &rev, &compact);
+    cur = mvcc_current_revision(f->s);
+    c = mvcc_compact_revision(f->s);
+    size = mvcc_size_bytes(f->s);
+    h = hash_of(f->r, 0);
+
+    for (size_t i = 0; i < d.n; i++) /* everything staged, then dropped */
+        assert_int_equal(mvcc_restore_version(f->s, &d.v[i]), MVCC_OK);
+    mvcc_restore_abort(f->s);
+    for (size_t i = 0; i < d.n / 2; i++) /* half staged, then an error */
+        assert_int_equal(mvcc_restore_version(f->s, &d.v[i]), MVCC_OK);
+    bad = d.v[0];
+    assert_int_equal(mvcc_restore_version(f->s, &bad), MVCC_ERR_BAD_ORDER);
+    assert_int_equal(mvcc_restore_finish(f->s, rev, compact), MVCC_ERR_BAD_ORDER);
+    for (size_t i = 0; i < d.n; i++) /* all staged, but finish's revisions are wrong */
+        assert_int_equal(mvcc_restore_version(f->s, &d.v[i]), MVCC_OK);
+    assert_int_equal(mvcc_restore_finish(f->s, rev, rev + 1), MVCC_ERR_BAD_ORDER);
+
+    assert_int_equal(mvcc_current_revision(f->s), cur);
+    assert_int_equal(mvcc_compact_revision(f->s), c);
+    assert_int_equal(mvcc_size_bytes(f->s), size);
+    assert_int_equal(hash_of(f->r, 0), h);
+    for (int64_t r = c; r <= cur; r++)
+        assert_same_at(f->r, rtwin, r);
+    assert_true(mvcc_compact_step(f->s, 5)); /* the pass goes on */
+    compact_all(f->s, 5);
+    compact_all(twin, 50);
+    for (int64_t r = c; r <= cur; r++)
+        assert_same_at(f->r, rtwin, r);
+    assert_int_equal(hash_of(f->r, 0), hash_of(rtwin, 0));
+    assert_int_equal(mvcc_size_bytes(f->s), mvcc_size_bytes(twin));
+    assert_int_equal(put(f->s, "after", "1"), cur + 1);
+
+    dumped_free(&d);
+    mvcc_reader_unregister(rtwin);
+    mvcc_reader_unregister(rsrc);
+    mvcc_destroy(twin);
+    mvcc_destroy(src);
 }
 
 /* 1,000,000 keys with one version each, as a snapshot would bring them. */
@@ -1872,6 +2065,243 @@ static void test_concurrent_readers(void **state)
     assert_int_equal(range_rv(f->r, "k000", mvcc_compact_revision(f->s) - 1), MVCC_ERR_COMPACTED);
 }
 
+/* ---- readers while the writer replaces the whole state ---- */
+
+/* Generation g is a source store with key "gen" = "g<g>" and RG keys(g)
+ * k* keys whose values all read "g<g>:<txn>" at every revision (or none
+ * at all: some txns delete them). The live store is restored from the
+ * generations' dumps in turn (revisions go up and down), writes a few
+ * txns of the same generation, starts a compaction, sometimes aborts a
+ * restore. Readers check that each section sees one generation whole. */
+enum { RG_GENS = 4, RG_ROUNDS = 40, RG_READERS = 4, RG_EXTRA = 12 };
+
+static const int rg_txns[RG_GENS] = {300, 100, 700, 500};
+
+static int rg_keys(int g)
+{
+    return 40 + 13 * g;
+}
+
+struct rg {
+    struct mvcc_store *s;
+    struct dumped d[RG_GENS];
+    int64_t rev[RG_GENS], compact[RG_GENS];
+    uint32_t hash[RG_GENS]; /* at (rev, compact) */
+    int stop;
+    int64_t errors, reads, holds;
+    unsigned seen; /* generations readers saw, a bit each */
+    unsigned seed;
+};
+
+static void rg_fail(struct rg *c, const char *what, long long a, long long b)
+{
+    if (__atomic_fetch_add(&c->errors, 1, __ATOMIC_RELAXED) < 5)
+        fprintf(stderr, "replace check failed: %s (%lld, %lld)\n", what, a, b);
+}
+
+static void rg_txn(struct mvcc_store *s, int g, int t)
+{
+    char k[16], v[32];
+
+    mvcc_txn_begin(s);
+    if (t % 9 == 8) {
+        assert_true(mvcc_txn_delete_range(s, B("k"), 1, B("l"), 1, NULL, NULL) >= 0);
+    } else {
+        snprintf(v, sizeof(v), "g%d:%d", g, t);
+        for (int i = 0; i < rg_keys(g); i++) {
+            snprintf(k, sizeof(k), "k%03d", (i * 7) % rg_keys(g));
+            assert_int_equal(mvcc_txn_put(s, B(k), 4, B(v), strlen(v), 0, NULL, NULL), MVCC_OK);
+        }
+    }
+    mvcc_txn_end(s);
+}
+
+static void rg_source(struct rg *c, int g)
+{
+    struct mvcc_store *s = mvcc_create();
+    struct mvcc_reader *r = mvcc_reader_register(s);
+    char v[8];
+
+    snprintf(v, sizeof(v), "g%d", g);
+    put(s, "gen", v);
+    for (int t = 0; t < rg_txns[g]; t++)
+        rg_txn(s, g, t);
+    assert_int_equal(mvcc_compact(s, mvcc_current_revision(s) - 30), MVCC_OK);
+    mvcc_compact_step(s, 10);
+    dump_store(r, &c->d[g], &c->rev[g], &c->compact[g]);
+    c->hash[g] = hash_of(r, c->rev[g]);
+    mvcc_reader_unregister(r);
+    mvcc_destroy(s);
+}
+
+/* The generation whose "gen" key the pinned state holds at rev, or -1. */
+static int rg_gen_at(struct mvcc_reader *r, int64_t rev)
+{
+    struct mvcc_range_req q = req_of("gen", NULL);
+    struct mvcc_range_res res;
+    int g = -1;
+
+    q.revision = rev;
+    if (mvcc_range(r, &q, &res) == MVCC_OK && res.n == 1 && res.kvs[0].value_len == 2 &&
+        res.kvs[0].value[0] == 'g')
+        g = res.kvs[0].value[1] - '0';
+    mvcc_range_res_free(&res);
+    return g >= 0 && g < RG_GENS ? g : -1;
+}
+
+/* The k* keys at rev: none, or all of generation g's with one value of
+ * that generation and one mod revision. */
+static void rg_check_k(struct rg *c, struct mvcc_reader *r, int64_t rev, int g)
+{
+    struct mvcc_range_req q = req_of("k", "l");
+    struct mvcc_range_res res;
+    char pre[8];
+    int n = snprintf(pre, sizeof(pre), "g%d:", g);
+
+    q.revision = rev;
+    if (mvcc_range(r, &q, &res) != MVCC_OK)
+        rg_fail(c, "range k", rev, g);
+    else if ((res.n != 0 && res.n != (size_t)rg_keys(g)) || res.count != (int64_t)res.n)
+        rg_fail(c, "k count", (long long)res.n, g);
+    for (size_t i = 0; i < res.n; i++) {
+        const struct mvcc_kv *kv = &res.kvs[i], *k0 = &res.kvs[0];
+        if (kv->value_len < (size_t)n || memcmp(kv->value, pre, (size_t)n) != 0 ||
+            kv->value_len != k0->value_len || memcmp(kv->value, k0->value, k0->value_len) != 0 ||
+            kv->mod_revision != k0->mod_revision)
+            rg_fail(c, "k value of another state", (long long)i, g);
+    }
+    mvcc_range_res_free(&res);
+}
+
+/* One section's checks; returns the generation seen. */
+static int rg_check(struct rg *c, struct mvcc_reader *r, unsigned *seed)
+{
+    int64_t rev = mvcc_read_revision(r), cr = mvcc_read_compact_revision(r), hist, hr, hc;
+    int g = rg_gen_at(r, 0);
+    uint32_t h;
+
+    if (g < 0) {
+        rg_fail(c, "no generation", rev, cr);
+        return 0;
+    }
+    if (rev < c->rev[g] || rev > c->rev[g] + RG_EXTRA || cr < c->compact[g] || cr > rev)
+        rg_fail(c, "revisions of another state", rev, g);
+    hist = cr + (int64_t)(rand_r(seed) % (unsigned)(rev - cr + 1));
+    if (rg_gen_at(r, hist) != g)
+        rg_fail(c, "history of another state", hist, g);
+    rg_check_k(c, r, 0, g);
+    rg_check_k(c, r, hist, g);
+    if (cr == c->compact[g] && rand_r(seed) % 4 == 0 &&
+        (mvcc_hash_kv(r, c->rev[g], &h, &hr, &hc) != MVCC_OK || h != c->hash[g]))
+        rg_fail(c, "hash of the generation", g, rev);
+    return g;
+}
+
+/* Now and then a section is held across the writer's work: its state
+ * must not change under it. */
+static void rg_hold(struct rg *c, struct mvcc_reader *r)
+{
+    struct timespec ts = {0, 200000};
+    int64_t rev = mvcc_read_revision(r), hr, hc;
+    uint32_t h0, h1;
+
+    if (mvcc_hash_kv(r, 0, &h0, &hr, &hc) != MVCC_OK)
+        rg_fail(c, "hash", rev, 0);
+    nanosleep(&ts, NULL);
+    if (mvcc_hash_kv(r, 0, &h1, &hr, &hc) != MVCC_OK || h0 != h1 || mvcc_read_revision(r) != rev)
+        rg_fail(c, "held state changed", h0, h1);
+    __atomic_add_fetch(&c->holds, 1, __ATOMIC_RELAXED);
+}
+
+static void *rg_reader(void *arg)
+{
+    struct rg *c = arg;
+    unsigned seed = __atomic_add_fetch(&c->seed, 7919, __ATOMIC_RELAXED);
+    struct mvcc_reader *r = mvcc_reader_register(c->s);
+
+    while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+        int g;
+        mvcc_read_begin(r);
+        g = rg_check(c, r, &seed);
+        if (rand_r(&seed) % 16 == 0) {
+            rg_hold(c, r);
+            rg_check(c, r, &seed);
+        }
+        mvcc_read_end(r);
+        __atomic_or_fetch(&c->seen, 1u << g, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&c->reads, 1, __ATOMIC_RELAXED);
+        if (rand_r(&seed) % 64 == 0) {
+            mvcc_reader_unregister(r);
+            r = mvcc_reader_register(c->s);
+        }
+    }
+    mvcc_reader_unregister(r);
+    return NULL;
+}
+
+/* One round of the writer: restore generation g (or stage another and
+ * abort first), write, start a compaction, reclaim a little. */
+static void rg_round(struct rg *c, int round)
+{
+    struct timespec ts = {0, 300000};
+    int g = round % RG_GENS, extra = round % RG_EXTRA;
+    const struct dumped *o = &c->d[(g + 1) % RG_GENS];
+
+    if (round % 5 == 4) {
+        for (size_t i = 0; i < o->n / 2; i++)
+            assert_int_equal(mvcc_restore_version(c->s, &o->v[i]), MVCC_OK);
+        mvcc_restore_abort(c->s);
+    }
+    restore_into(c->s, &c->d[g], c->rev[g], c->compact[g]);
+    for (int t = 0; t < extra; t++) {
+        rg_txn(c->s, g, 100000 + round * 100 + t);
+        nanosleep(&ts, NULL);
+    }
+    if (round % 2 == 0 && extra >= 2) {
+        assert_int_equal(mvcc_compact(c->s, mvcc_current_revision(c->s) - 1), MVCC_OK);
+        mvcc_compact_step(c->s, 3); /* left in progress for the next restore */
+    }
+    mvcc_reclaim(c->s, 256);
+    nanosleep(&ts, NULL);
+}
+
+static void test_restore_concurrent_readers(void **state)
+{
+    struct fix *f = *state;
+    struct rg *c = calloc(1, sizeof(*c));
+    pthread_t th[RG_READERS];
+
+    assert_non_null(c);
+    c->s = f->s;
+    c->seed = 3;
+    for (int g = 0; g < RG_GENS; g++)
+        rg_source(c, g);
+    restore_into(f->s, &c->d[0], c->rev[0], c->compact[0]);
+    for (int i = 0; i < RG_READERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, rg_reader, c), 0);
+    for (int round = 1; round <= RG_ROUNDS; round++)
+        rg_round(c, round);
+    __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < RG_READERS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    printf("replace: %d restores, %lld reads (%lld held), generations seen %#x\n", RG_ROUNDS,
+           (long long)c->reads, (long long)c->holds, c->seen);
+    assert_int_equal(c->errors, 0);
+    assert_true(c->reads > 0);
+    assert_true(__builtin_popcount(c->seen) >= 2);
+    reclaim_all(f->s);
+    /* Quiescent: the last round's generation, checked from this thread. */
+    mvcc_read_begin(f->r);
+    unsigned seed = 1;
+    int g = rg_check(c, f->r, &seed);
+    mvcc_read_end(f->r);
+    assert_int_equal(g, RG_ROUNDS % RG_GENS);
+    assert_int_equal(c->errors, 0);
+    for (int g2 = 0; g2 < RG_GENS; g2++)
+        dumped_free(&c->d[g2]);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1903,9 +2333,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hash_kv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_live, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_1m_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hot_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_concurrent_readers, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
