@@ -21,6 +21,11 @@ static size_t status_errors(const struct rpc_env *env, char **errors, char texts
     uint64_t mask = rpc_member_load(&env->member->alarms);
     size_t n = 0;
 
+    if (rpc_member_load(&env->member->leader) == 0) {
+        snprintf(texts[n], 64, "etcdserver: no leader");
+        errors[n] = texts[n];
+        n++;
+    }
     for (int t = 1; t <= 2; t++) {
         if ((mask & (1ull << t)) == 0)
             continue;
@@ -35,8 +40,8 @@ static size_t status_errors(const struct rpc_env *env, char **errors, char texts
 void rpc_maint_status(const struct rpc_env *env, const uint8_t *msg, size_t len,
                       struct rpc_result *out)
 {
-    char *errors[2];
-    char texts[2][64];
+    char *errors[3];
+    char texts[3][64];
     Etcdserverpb__StatusRequest *r = etcdserverpb__status_request__unpack(NULL, len, msg);
     Etcdserverpb__StatusResponse resp = ETCDSERVERPB__STATUS_RESPONSE__INIT;
     Etcdserverpb__ResponseHeader hdr;
@@ -56,7 +61,7 @@ void rpc_maint_status(const struct rpc_env *env, const uint8_t *msg, size_t len,
     resp.raftterm = rpc_member_load(&m->raft_term);
     resp.raftappliedindex = rpc_member_load(&m->applied_index);
     resp.dbsizeinuse = (int64_t)mvcc_size_bytes(env->store);
-    resp.islearner = 0;
+    resp.islearner = rpc_member_load(&m->is_learner) != 0;
     resp.n_errors = status_errors(env, errors, texts);
     resp.errors = errors;
     rpc_reply_msg(out, &resp.base);

@@ -39,15 +39,16 @@
 
 struct h2_stream {
     char path[RPC_PATH_BYTES_MAX];
-    bool path_bad;   /* missing or too long */
-    bool method_ok;  /* :method POST */
-    bool grpc_ct;    /* content-type application/grpc[+proto|;...] */
-    bool answered;   /* a reply was submitted (or the request refused) */
-    bool dispatched; /* handed to on_request */
-    bool ended;      /* the client's END_STREAM arrived */
-    bool stop_after; /* answered before the request ended: RST_STREAM(NO_ERROR)
-                      * once the answer is sent, so the client stops sending */
-    uint8_t *in;     /* request body as received, prefix included */
+    bool path_bad;       /* missing or too long */
+    bool method_ok;      /* :method POST */
+    bool grpc_ct;        /* content-type application/grpc[+proto|;...] */
+    bool require_leader; /* metadata hasleader: true (clientv3.WithRequireLeader) */
+    bool answered;       /* a reply was submitted (or the request refused) */
+    bool dispatched;     /* handed to on_request */
+    bool ended;          /* the client's END_STREAM arrived */
+    bool stop_after;     /* answered before the request ended: RST_STREAM(NO_ERROR)
+                          * once the answer is sent, so the client stops sending */
+    uint8_t *in;         /* request body as received, prefix included */
     size_t in_len;
     size_t in_cap;
     uint8_t prefix[GRPC_PREFIX_BYTES]; /* response message prefix */
@@ -293,6 +294,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         }
     } else if (header_is(name, name_len, ":method")) {
         st->method_ok = value_len == 4 && memcmp(value, "POST", 4) == 0;
+    } else if (header_is(name, name_len, "hasleader")) {
+        st->require_leader = value_len == 4 && memcmp(value, "true", 4) == 0;
     } else if (header_is(name, name_len, "content-type")) {
         st->grpc_ct = value_len >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
                       (value_len == 16 || value[16] == '+' || value[16] == ';');
@@ -536,4 +539,11 @@ bool rpc_conn_alive(struct rpc_conn *c)
 unsigned rpc_conn_pending(const struct rpc_conn *c)
 {
     return c->pending;
+}
+
+bool rpc_conn_require_leader(struct rpc_conn *c, int32_t stream_id)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(c->session, stream_id);
+
+    return st != NULL && st->require_leader;
 }

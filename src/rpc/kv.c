@@ -236,6 +236,8 @@ void rpc_kv_range(const struct rpc_env *env, const uint8_t *msg, size_t len, str
         rpc_fail(out, RPC_E_EMPTY_KEY);
     } else if (!sort_ok(r)) {
         rpc_fail(out, RPC_E_INVALID_SORT);
+    } else if (!r->serializable && rpc_member_load(&env->member->is_learner) != 0) {
+        rpc_fail(out, RPC_E_NOT_FOR_LEARNER);
     } else if (!r->serializable && rpc_needs_read_index(env)) {
         out->action = RPC_ACT_READ_BARRIER;
     } else {

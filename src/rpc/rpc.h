@@ -76,6 +76,7 @@ struct rpc_member {
     /* Members (voters and learners) in the cluster. With more than one, a
      * linearizable read first asks the core for a read index. */
     uint64_t cluster_size;
+    uint64_t is_learner; /* 1 while this member is a learner */
 };
 
 /* Atomic accessors for the core-written fields. */
@@ -117,6 +118,11 @@ bool rpc_conn_alive(struct rpc_conn *c);
  * may be NULL). A stream the client has reset is answered silently. */
 void rpc_conn_reply(struct rpc_conn *c, int32_t stream_id, int code, const char *message,
                     uint8_t *body, size_t len);
+
+/* Did the request on this stream carry etcd's "hasleader: true" metadata
+ * (the client wants an error at once rather than a wait without a
+ * leader)? */
+bool rpc_conn_require_leader(struct rpc_conn *c, int32_t stream_id);
 
 /* Streams waiting for a reply (for bounds and tests). */
 unsigned rpc_conn_pending(const struct rpc_conn *c);
@@ -176,6 +182,7 @@ struct rpc_env {
     struct mvcc_store *store;
     struct mvcc_reader *reader; /* the calling thread's own */
     bool linearized;            /* this read already waited for its read index */
+    bool require_leader;        /* the request asked for a leader (hasleader) */
 };
 
 /* Handles one request for `path`. Always fills *out. */

@@ -27,7 +27,9 @@
     X(TOO_MANY_OPS, RPC_INVALID_ARGUMENT, "etcdserver: too many operations in txn request")        \
     X(DUPLICATE_KEY, RPC_INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request")       \
     X(NOSPACE, RPC_RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")                \
-    X(NOMEM, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory")
+    X(NOMEM, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory")                                  \
+    X(NO_LEADER, RPC_UNAVAILABLE, "etcdserver: no leader")                                         \
+    X(NOT_FOR_LEARNER, RPC_UNAVAILABLE, "etcdserver: rpc not supported for learner")
 
 enum rpc_err {
 #define RPC_ERR_ENUM(name, code, msg) RPC_E_##name,

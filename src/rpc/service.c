@@ -273,6 +273,24 @@ static void unknown_path(const char *path, struct rpc_result *out)
     rpc_fail_code(out, RPC_UNIMPLEMENTED, msg);
 }
 
+/* etcd's checks before any method: a client that asked for a leader
+ * (hasleader metadata) when there is none, and a learner, which serves
+ * only Status and serializable Range (the latter checked in kv.c). */
+static bool refused_here(const struct rpc_env *env, const char *path, struct rpc_result *out)
+{
+    if (rpc_member_load(&env->member->is_learner) != 0 &&
+        strcmp(path, "/etcdserverpb.Maintenance/Status") != 0 &&
+        strcmp(path, "/etcdserverpb.KV/Range") != 0) {
+        rpc_fail(out, RPC_E_NOT_FOR_LEARNER);
+        return true;
+    }
+    if (env->require_leader && rpc_member_load(&env->member->leader) == 0) {
+        rpc_fail(out, RPC_E_NO_LEADER);
+        return true;
+    }
+    return false;
+}
+
 void rpc_dispatch(const struct rpc_env *env, const char *path, const uint8_t *msg, size_t len,
                   struct rpc_result *out)
 {
@@ -283,6 +301,8 @@ void rpc_dispatch(const struct rpc_env *env, const char *path, const uint8_t *ms
     for (i = 0; i < N_METHODS; i++) {
         if (strcmp(methods[i].path, path) != 0)
             continue;
+        if (refused_here(env, path, out))
+            return;
         if (methods[i].fn == NULL) {
             snprintf(msgbuf, sizeof(msgbuf), "cetcd: method %s is not implemented yet", path);
             rpc_fail_code(out, RPC_UNIMPLEMENTED, msgbuf);

@@ -110,6 +110,7 @@ static void publish(struct core *c)
     rpc_member_store(&m->applied_index, c->applied);
     rpc_member_store(&m->leader, raft_leader(c->raft));
     rpc_member_store(&m->cluster_size, conf->n_voters + conf->n_learners);
+    rpc_member_store(&m->is_learner, raft_is_learner(conf, c->id));
     rpc_member_store(&m->db_size_bytes,
                      wal_size_bytes(c->wal) + (c->snap != NULL ? snapshot_size_bytes(c->snap) : 0));
 }

@@ -275,8 +275,10 @@ static void serve(struct shard_conn *c, int32_t sid, const char *path, const uin
     struct rpc_result r;
 
     s->env.linearized = linearized;
+    s->env.require_leader = !linearized && rpc_conn_require_leader(c->rpc, sid);
     rpc_dispatch(&s->env, path, msg, len, &r);
     s->env.linearized = false;
+    s->env.require_leader = false;
     if (r.side != NULL)
         propose_side(s, r.side, r.side_len);
     if (r.action == RPC_ACT_PROPOSE) {
