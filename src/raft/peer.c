@@ -9,19 +9,59 @@
  *   0       4     N, the length of the protobuf bytes, little-endian,
  *                 1 <= N <= frame_bytes_max (else the connection closes)
  *   4       N     one cetcdpeer.Frame (proto/raftpb.proto): exactly one of
- *                 Hello, Message or SnapChunk
+ *                 Hello, Message, SnapChunk, MembersRequest,
+ *                 MembersResponse or Removed
+ *
+ *   FRAME            DIRECTION            WHEN
+ *   Hello            dialer -> acceptor   first on a Raft connection
+ *   Message          dialer -> acceptor   after the Hello
+ *   SnapChunk        dialer -> acceptor   after the Hello
+ *   MembersRequest   dialer -> acceptor   first and only frame of a
+ *                                         members connection
+ *   MembersResponse  acceptor -> dialer   the one answer to it; N is at
+ *                                         most PEER_MEMBERS_FRAME_MAX
+ *   Removed          acceptor -> dialer   the one answer to the Hello of
+ *                                         a removed member (or sent when
+ *                                         it is marked removed); N is at
+ *                                         most PEER_WATCH_FRAME_MAX
+ *
+ * A Raft connection (peer_set_member):
  *
  *   dialer                                     acceptor
  *     | Hello{cluster_id, from, to}  --------->  | checks cluster_id, to
  *     | Message ...                  --------->  | on_msg (from must match)
  *     | SnapChunk{0, ..}..{k, .., last} ------>  | written to a temp file
  *     | Message{type SNAP}           --------->  | on_snapshot(path)
- *     | (never reads; EOF from the acceptor means the connection is gone)
+ *     | (reads only to see EOF, or the one Removed frame below)
  *
- * Only the dialer sends and only the acceptor reads, so each pair of
- * members uses two connections and there is no tie-breaking. A dialed
- * connection keeps a 1-byte recv armed only to learn at once that the
- * acceptor closed it.
+ * A Raft connection from a member marked removed (peer_mark_removed):
+ *
+ *   dialer                                     acceptor
+ *     | Hello{cluster_id, from, to}  --------->  | cluster_id matches, from
+ *     | Message ...                  --------->  | is removed: nothing more
+ *     |                                          | is read or delivered
+ *     | <--------- Removed{}
+ *     | <--------- EOF                           | closes (or after
+ *     | on_removed(acceptor)                     | PEER_REPLY_MS unsent)
+ *
+ * A members connection (peer_fetch_members, a member joining with
+ * --initial-cluster-state existing):
+ *
+ *   dialer                                     acceptor
+ *     | MembersRequest{}             --------->  | on_members() -> blob
+ *     | <--------- MembersResponse{cfg.cluster_id, blob}
+ *     | <--------- EOF                           | closes (also when it has
+ *     |                                          | no on_members, when that
+ *     |                                          | fails, or after
+ *     |                                          | PEER_REPLY_MS unsent)
+ *
+ * On Raft connections only the dialer sends and only the acceptor reads,
+ * so each pair of members uses two connections and there is no
+ * tie-breaking. A dialed connection keeps a small recv armed (at most
+ * PEER_LEN_BYTES + PEER_WATCH_FRAME_MAX bytes held) to learn at once that
+ * the acceptor closed it or said Removed; anything else from the acceptor
+ * is taken as a close. The MembersResponse and Removed are the only
+ * frames an acceptor ever writes; it stops reading before it does.
  *
  * Threading: everything here belongs to the thread owning cfg.loop. Every
  * SQE's user_data is ring_ud(op_base + op, slot, generation); a slot's
@@ -34,9 +74,11 @@
  *    socket down (which completes its pending operations) and cancels
  *    them, then waits for their completions.
  *  - At most one send, one connect and one watch recv per dialed
- *    connection; at most one recv or one snapshot write per accepted
- *    connection (parsing stops while a chunk is being written, so frames
- *    are handled in order); at most one snapshot read per member.
+ *    connection (the watch holds at most one small frame); at most one
+ *    recv, one snapshot write or one reply send per accepted connection
+ *    (parsing stops while a chunk is being written, so frames are
+ *    handled in order, and for good once a reply is under way); at most
+ *    one snapshot read per member.
  *  - A member's queue holds at most queue_bytes_max bytes plus one frame
  *    (q_fits); a receive buffer holds at most one frame_bytes_max frame
  *    plus its prefix (PEER_HELLO_BYTES_MAX before the Hello).
@@ -51,6 +93,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,14 +108,14 @@
 #include "ring.h"
 
 enum peer_op {
-    OP_ACCEPT = 0,     /* slot: listener */
-    OP_CONNECT = 1,    /* slot: member */
-    OP_SEND = 2,       /* slot: member */
-    OP_WATCH = 3,      /* slot: member; EOF watch on the dialed connection */
-    OP_RECV = 4,       /* slot: accepted connection */
-    OP_SNAP_READ = 5,  /* slot: member; gen: snapshot generation */
-    OP_SNAP_WRITE = 6, /* slot: accepted connection */
-    OP_CANCEL = 7,     /* our cancels; nothing to do */
+    OP_ACCEPT = 0,    /* slot: listener */
+    OP_CONNECT = 1,   /* slot: member */
+    OP_SEND = 2,      /* slot: member */
+    OP_WATCH = 3,     /* slot: member; EOF watch on the dialed connection */
+    OP_RECV = 4,      /* slot: accepted connection */
+    OP_SNAP_READ = 5, /* slot: member; gen: snapshot generation */
+    OP_IN_WRITE = 6,  /* slot: accepted connection; snapshot chunk or reply */
+    OP_CANCEL = 7,    /* our cancels; nothing to do */
 };
 
 #define PEER_IOV_MAX         64           /* frames gathered into one sendmsg */
@@ -87,6 +130,8 @@ enum peer_op {
 #define PEER_LISTEN_BACKLOG  128
 #define PEER_STACK_ENTRIES   64
 #define PEER_HELLO_BYTES_MAX 1024 /* largest frame before the Hello is accepted */
+#define PEER_REPLY_MS        5000 /* a reply (MembersResponse, Removed) not sent by then: closed */
+#define PEER_WATCH_BYTES     (PEER_LEN_BYTES + PEER_WATCH_FRAME_MAX)
 
 static_assert(PEER_OPS == OP_CANCEL + 1, "PEER_OPS counts the ops");
 
@@ -145,7 +190,8 @@ struct member {
     size_t head_off; /* bytes of head already sent */
     struct iovec iov[PEER_IOV_MAX];
     struct msghdr msg;
-    uint8_t watch_byte;
+    uint8_t watch_buf[PEER_WATCH_BYTES]; /* what the acceptor wrote */
+    size_t watch_len;
 
     struct snap_out snap;
 };
@@ -162,7 +208,8 @@ struct snap_in {
     char path[PATH_MAX];
 };
 
-/* An accepted connection: receive only. */
+/* An accepted connection: receive only, but for the one reply
+ * (MembersResponse on a members connection, Removed to a removed member). */
 struct in_conn {
     int fd;
     uint32_t slot;
@@ -170,6 +217,10 @@ struct in_conn {
     uint64_t from; /* 0 until the Hello */
     bool closing;
     bool recv_inflight;
+    bool reply_inflight;
+    struct peer_frame *reply;   /* the reply being sent; no more reading */
+    size_t reply_off;           /* bytes of it sent */
+    uint64_t reply_deadline_ms; /* 0: set by the next peer_turn */
     uint8_t *rbuf;
     size_t rcap;
     size_t rpos; /* next frame starts here */
@@ -191,6 +242,11 @@ struct peer_net {
     struct member members[PEER_MEMBERS_MAX];
     struct in_conn *in[PEER_ACCEPTED_MAX];
     uint32_t in_gens[PEER_ACCEPTED_MAX];
+
+    uint64_t removed[PEER_REMOVED_MAX]; /* member IDs marked removed, a ring */
+    unsigned n_removed;
+    unsigned removed_next; /* the slot the next one takes (the oldest when full) */
+    bool removed_reported; /* on_removed has been called */
 };
 
 /* ---- small helpers ---- */
@@ -535,7 +591,9 @@ static void out_arm_watch(struct peer_net *n, struct member *m)
 {
     struct io_uring_sqe *sqe = sqe_for(n, OP_WATCH, m->slot, m->gen);
 
-    io_uring_prep_recv(sqe, m->fd, &m->watch_byte, 1, 0);
+    assert(m->watch_len < sizeof(m->watch_buf));
+    io_uring_prep_recv(sqe, m->fd, m->watch_buf + m->watch_len, sizeof(m->watch_buf) - m->watch_len,
+                       0);
     m->watch_inflight = true;
 }
 
@@ -641,6 +699,7 @@ static void on_connect(struct peer_net *n, struct member *m, int res)
     }
     m->state = OUT_UP;
     m->up_since_ms = n->now_ms > 0 ? n->now_ms : 1;
+    m->watch_len = 0;
     q_prepend(m, hello);
     out_arm_watch(n, m);
     out_start_send(n, m);
@@ -661,12 +720,52 @@ static void on_send(struct peer_net *n, struct member *m, int res)
     out_start_send(n, m);
 }
 
-/* The acceptor never writes: any completion means the connection ended
- * (0: EOF, < 0: error) or the acceptor broke the protocol (> 0). */
+/* What the watch holds: 1 a whole Removed frame, 0 too little yet to
+ * tell, -1 anything else (too large, malformed, another frame). */
+static int watch_parse(const struct member *m)
+{
+    Cetcdpeer__Frame *f;
+    uint32_t len;
+    bool removed;
+
+    if (m->watch_len < PEER_LEN_BYTES)
+        return 0;
+    len = get_le32(m->watch_buf);
+    if (len == 0 || len > PEER_WATCH_FRAME_MAX)
+        return -1;
+    if (m->watch_len < PEER_LEN_BYTES + (size_t)len)
+        return 0;
+    if (m->watch_len > PEER_LEN_BYTES + (size_t)len)
+        return -1; /* more after the one frame an acceptor may write */
+    f = peer_decode(m->watch_buf + PEER_LEN_BYTES, len);
+    removed = f != NULL && f->body_case == CETCDPEER__FRAME__BODY_REMOVED;
+    if (f != NULL)
+        cetcdpeer__frame__free_unpacked(f, NULL);
+    return removed ? 1 : -1;
+}
+
+/* The acceptor writes nothing but, at most, one Removed frame: any other
+ * completion means the connection ended (0: EOF, < 0: error) or the
+ * acceptor broke the protocol. A part of a frame waits for the rest. */
 static void on_watch(struct peer_net *n, struct member *m, int res)
 {
-    (void)res;
+    int rv = 0;
+
     m->watch_inflight = false;
+    if (res > 0) {
+        m->watch_len += (size_t)res;
+        rv = watch_parse(m);
+    }
+    if (rv == 0 && res > 0 && m->state == OUT_UP) {
+        out_arm_watch(n, m);
+        return;
+    }
+    if (rv == 1 && !n->removed_reported) {
+        fprintf(stderr, "cetcd: peer: member %" PRIx64 " says this member was removed\n", m->id);
+        n->removed_reported = true;
+        if (n->ops.on_removed != NULL)
+            n->ops.on_removed(n->arg, m->id);
+    }
     out_close(n, m, true);
     out_maybe_finish(n, m);
 }
@@ -709,18 +808,28 @@ static void in_close(struct peer_net *n, struct in_conn *c)
     shutdown(c->fd, SHUT_RDWR);
     if (c->recv_inflight)
         cancel_op(n, OP_RECV, c->slot, c->gen);
+    if (c->reply_inflight)
+        cancel_op(n, OP_IN_WRITE, c->slot, c->gen);
 }
 
 static void in_maybe_free(struct peer_net *n, struct in_conn *c)
 {
-    if (!c->closing || c->recv_inflight || c->snap.write_inflight)
+    if (!c->closing || c->recv_inflight || c->snap.write_inflight || c->reply_inflight)
         return;
     snap_in_reset(c, true);
+    free(c->reply);
     close(c->fd);
     n->in[c->slot] = NULL;
     n->in_gens[c->slot]++;
     free(c->rbuf);
     free(c);
+}
+
+/* No frame is handled while a chunk is being written (order), and none
+ * at all once a reply is under way. */
+static bool in_paused(const struct in_conn *c)
+{
+    return c->closing || c->snap.write_inflight || c->reply != NULL;
 }
 
 static void in_arm_recv(struct peer_net *n, struct in_conn *c)
@@ -778,6 +887,55 @@ static void on_accept(struct peer_net *n, unsigned i, int res)
     arm_accept(n, i);
 }
 
+/* Sends what is left of the reply. */
+static void in_reply_send(struct peer_net *n, struct in_conn *c)
+{
+    struct io_uring_sqe *sqe = sqe_for(n, OP_IN_WRITE, c->slot, c->gen);
+
+    io_uring_prep_send(sqe, c->fd, c->reply->data + c->reply_off, c->reply->len - c->reply_off,
+                       MSG_NOSIGNAL);
+    c->reply_inflight = true;
+}
+
+/* Takes f, the one frame this connection will write; nothing more is
+ * read from it, and it closes once f is sent (on_reply_sent) or after
+ * PEER_REPLY_MS (reply_turn). The reply shares OP_IN_WRITE with the
+ * snapshot writes: none may be in flight. */
+static void in_reply(struct peer_net *n, struct in_conn *c, struct peer_frame *f)
+{
+    assert(c->reply == NULL && !c->snap.write_inflight && !c->closing);
+    c->reply = f;
+    c->reply_off = 0;
+    c->reply_deadline_ms = 0;
+    in_reply_send(n, c);
+}
+
+static bool is_removed(const struct peer_net *n, uint64_t id)
+{
+    unsigned i;
+
+    for (i = 0; i < n->n_removed; i++) {
+        if (n->removed[i] == id)
+            return true;
+    }
+    return false;
+}
+
+/* Tells c's member it was removed. -2 (the caller closes c, and the
+ * member's next Hello gets the answer) while a snapshot chunk is being
+ * written (the reply cannot share OP_IN_WRITE with it) or out of memory. */
+static int in_reply_removed(struct peer_net *n, struct in_conn *c, uint64_t from)
+{
+    struct peer_frame *f;
+
+    fprintf(stderr, "cetcd: peer: rejected connection from %" PRIx64 ": member removed\n", from);
+    f = c->snap.write_inflight ? NULL : peer_encode_removed();
+    if (f == NULL)
+        return -2;
+    in_reply(n, c, f);
+    return 0;
+}
+
 static int on_hello(struct peer_net *n, struct in_conn *c, const Cetcdpeer__Hello *h)
 {
     unsigned i;
@@ -789,6 +947,10 @@ static int on_hello(struct peer_net *n, struct in_conn *c, const Cetcdpeer__Hell
                 h->from);
         return -2;
     }
+    /* etcd checks removal before the destination (rafthttp answers 410
+     * before 412): a removed member is told so whoever it meant to reach. */
+    if (is_removed(n, h->from))
+        return in_reply_removed(n, c, h->from);
     if (h->to != n->cfg.self_id) {
         fprintf(stderr,
                 "cetcd: peer: rejected connection from %" PRIx64 ": meant for %" PRIx64 "\n",
@@ -856,7 +1018,7 @@ static int on_message(struct peer_net *n, struct in_conn *c, const Cetcdpeer__Me
 static void snap_in_write(struct peer_net *n, struct in_conn *c)
 {
     struct snap_in *s = &c->snap;
-    struct io_uring_sqe *sqe = sqe_for(n, OP_SNAP_WRITE, c->slot, c->gen);
+    struct io_uring_sqe *sqe = sqe_for(n, OP_IN_WRITE, c->slot, c->gen);
 
     io_uring_prep_write(sqe, s->fd, s->wp, (unsigned)s->wleft, s->written);
     s->write_inflight = true;
@@ -904,6 +1066,46 @@ bad:
     return -1;
 }
 
+/* A members connection: the answer goes out through the ring like every
+ * other write, and nothing more is read. A dialer that does not read it
+ * holds the connection at most PEER_REPLY_MS (peer_turn). -2 when
+ * refused. */
+static int on_members_request(struct peer_net *n, struct in_conn *c)
+{
+    uint8_t *blob = NULL;
+    size_t len = 0;
+
+    struct peer_frame *f;
+
+    if (n->ops.on_members == NULL || n->ops.on_members(n->arg, &blob, &len) != 0) {
+        fprintf(stderr, "cetcd: peer: members request refused: no member list to serve\n");
+        return -2; /* the dialer sees EOF */
+    }
+    f = peer_encode_members_response(n->cfg.cluster_id, blob, len);
+    free(blob);
+    if (f == NULL) {
+        fprintf(stderr, "cetcd: peer: member list of %zu bytes not sent (at most %u)\n", len,
+                PEER_MEMBERS_BYTES_MAX);
+        return -2;
+    }
+    in_reply(n, c, f);
+    return 0;
+}
+
+static void on_reply_sent(struct peer_net *n, struct in_conn *c, int res)
+{
+    c->reply_inflight = false;
+    if (!c->closing && res > 0) {
+        c->reply_off += (size_t)res;
+        if (c->reply_off < c->reply->len) {
+            in_reply_send(n, c);
+            return;
+        }
+    }
+    in_close(n, c); /* sent (FIN follows the data), failed or timed out */
+    in_maybe_free(n, c);
+}
+
 /* Takes f. -1: the connection must close; -2: the same, already logged. */
 static int on_frame(struct peer_net *n, struct in_conn *c, Cetcdpeer__Frame *f)
 {
@@ -913,6 +1115,8 @@ static int on_frame(struct peer_net *n, struct in_conn *c, Cetcdpeer__Frame *f)
         return on_chunk(n, c, f);
     if (f->body_case == CETCDPEER__FRAME__BODY_HELLO)
         rv = on_hello(n, c, f->hello);
+    else if (f->body_case == CETCDPEER__FRAME__BODY_MEMBERS_REQUEST && c->from == 0)
+        rv = on_members_request(n, c);
     else if (f->body_case == CETCDPEER__FRAME__BODY_MESSAGE && c->from != 0)
         rv = on_message(n, c, f->message);
     cetcdpeer__frame__free_unpacked(f, NULL);
@@ -953,7 +1157,7 @@ static int in_compact(struct in_conn *c)
 /* Handles the whole frames held, then receives more. */
 static void in_process(struct peer_net *n, struct in_conn *c)
 {
-    while (!c->closing && !c->snap.write_inflight && c->rlen - c->rpos >= PEER_LEN_BYTES) {
+    while (!in_paused(c) && c->rlen - c->rpos >= PEER_LEN_BYTES) {
         uint32_t len = get_le32(c->rbuf + c->rpos);
         size_t max = c->from != 0 ? n->cfg.frame_bytes_max : PEER_HELLO_BYTES_MAX;
         Cetcdpeer__Frame *f;
@@ -982,7 +1186,7 @@ static void in_process(struct peer_net *n, struct in_conn *c)
             return;
         }
     }
-    if (c->closing || c->snap.write_inflight)
+    if (in_paused(c))
         return;
     if (in_compact(c) != 0) {
         in_bad(n, c, "out of memory");
@@ -1166,6 +1370,7 @@ static void destroy_in(struct peer_net *n, struct in_conn *c)
     cancel_fd_sync(n, c->snap.fd);
     c->snap.write_inflight = false;
     snap_in_reset(c, true);
+    free(c->reply);
     close(c->fd);
     free(c->rbuf);
     free(c);
@@ -1294,6 +1499,33 @@ void peer_remove_member(struct peer_net *n, uint64_t id)
     }
 }
 
+/* ---- removed members ---- */
+
+/* Connections from id that are open now are answered at once: the
+ * member may have nothing else to make it dial again. Safe inside on_msg
+ * for that very connection: nothing is freed here (an open accepted
+ * connection always has an operation in flight, whose completion frees
+ * it once closed), and a reply pauses its parsing. */
+void peer_mark_removed(struct peer_net *n, uint64_t id)
+{
+    unsigned i;
+
+    if (id == RAFT_NONE || id == n->cfg.self_id || is_removed(n, id))
+        return;
+    assert(n->n_removed <= PEER_REMOVED_MAX && n->removed_next < PEER_REMOVED_MAX);
+    n->removed[n->removed_next] = id;
+    n->removed_next = (n->removed_next + 1) % PEER_REMOVED_MAX;
+    if (n->n_removed < PEER_REMOVED_MAX)
+        n->n_removed++;
+    for (i = 0; i < PEER_ACCEPTED_MAX; i++) {
+        struct in_conn *c = n->in[i];
+        if (c == NULL || c->from != id || c->closing || c->reply != NULL)
+            continue;
+        if (in_reply_removed(n, c, id) != 0)
+            in_close(n, c);
+    }
+}
+
 /* ---- sending ---- */
 
 int peer_send(struct peer_net *n, const struct raft_msg *m)
@@ -1386,9 +1618,11 @@ void peer_cqe(struct peer_net *n, uint64_t user_data, int res)
         if (c != NULL && c->recv_inflight)
             on_recv(n, c, res);
         break;
-    case OP_SNAP_WRITE:
+    case OP_IN_WRITE:
         c = in_lookup(n, slot, gen);
-        if (c != NULL && c->snap.write_inflight)
+        if (c != NULL && c->reply_inflight)
+            on_reply_sent(n, c, res);
+        else if (c != NULL && c->snap.write_inflight)
             on_snap_write(n, c, res);
         break;
     default: /* OP_CANCEL: the cancelled operation reports itself */
@@ -1418,6 +1652,23 @@ static void member_turn(struct peer_net *n, struct member *m)
     }
 }
 
+/* A reply the dialer does not take in PEER_REPLY_MS ends its connection
+ * (the send in flight completes when shut down). */
+static void reply_turn(struct peer_net *n, struct in_conn *c)
+{
+    if (c->reply == NULL || c->closing)
+        return;
+    if (c->reply_deadline_ms == 0) {
+        c->reply_deadline_ms = n->now_ms + PEER_REPLY_MS;
+        return;
+    }
+    if (n->now_ms >= c->reply_deadline_ms) {
+        fprintf(stderr, "cetcd: peer: connection closed: reply not taken in %u ms\n",
+                PEER_REPLY_MS);
+        in_close(n, c);
+    }
+}
+
 void peer_turn(struct peer_net *n, uint64_t now_ms)
 {
     unsigned i;
@@ -1430,6 +1681,10 @@ void peer_turn(struct peer_net *n, uint64_t now_ms)
     for (i = 0; i < PEER_MEMBERS_MAX; i++) {
         if (n->members[i].used)
             member_turn(n, &n->members[i]);
+    }
+    for (i = 0; i < PEER_ACCEPTED_MAX; i++) {
+        if (n->in[i] != NULL)
+            reply_turn(n, n->in[i]);
     }
 }
 
@@ -1448,4 +1703,250 @@ bool peer_busy(const struct peer_net *n)
             return true;
     }
     return false;
+}
+
+/* ---- fetching the member list (start-up, blocking) ----
+ *
+ * Plain blocking-style code on non-blocking sockets: every wait is a
+ * poll() bounded by the attempt's deadline, so nothing here can hang. The
+ * failure texts follow Go's net errors, as etcd prints them ("dial tcp
+ * 127.0.0.1:2380: connect: connection refused", "read: i/o timeout"). */
+
+#define FETCH_WHY_BYTES (PEER_URL_BYTES + 256)
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* 0: fd is ready for events (or has an error to report); 1: the
+ * deadline passed; -errno. */
+static int fetch_wait(int fd, short events, uint64_t deadline_ms)
+{
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = events};
+        uint64_t now = mono_ms();
+        uint64_t left = deadline_ms > now ? deadline_ms - now : 0;
+        int rv;
+
+        if (left == 0)
+            return 1;
+        rv = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (rv > 0)
+            return 0;
+        if (rv < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* A connected socket to the first of ai's addresses that answers, or -1
+ * with why. */
+static int fetch_dial(const struct addrinfo *ai, const char *host, const char *port,
+                      uint64_t deadline_ms, char *why, size_t why_len)
+{
+    const char *open_br = strchr(host, ':') != NULL ? "[" : "";
+    const char *close_br = *open_br != '\0' ? "]" : "";
+    char text[96];
+    int e = ENOTCONN;
+
+    for (; ai != NULL; ai = ai->ai_next) {
+        socklen_t elen = sizeof(e);
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int rv;
+
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            return fd;
+        e = errno;
+        if (e == EINPROGRESS) {
+            rv = fetch_wait(fd, POLLOUT, deadline_ms);
+            if (rv == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) == 0 && e == 0)
+                return fd;
+            if (rv != 0)
+                e = rv == 1 ? EAGAIN : -rv; /* EAGAIN: our deadline */
+        }
+        close(fd);
+        if (e == EAGAIN)
+            break;
+    }
+    if (e == EAGAIN) {
+        snprintf(why, why_len, "dial tcp %s%s%s:%s: i/o timeout", open_br, host, close_br, port);
+    } else {
+        errtext(e, text, sizeof(text));
+        snprintf(why, why_len, "dial tcp %s%s%s:%s: connect: %s", open_br, host, close_br, port,
+                 text);
+    }
+    return -1;
+}
+
+/* Sends (out) or receives len bytes at p by deadline_ms. 0, or -1 with
+ * why. first: EOF before any byte is a plain "EOF" (the member closed
+ * without answering), not a truncated frame. */
+static int fetch_io(int fd, bool out, uint8_t *p, size_t len, bool first, uint64_t deadline_ms,
+                    char *why, size_t why_len)
+{
+    const char *what = out ? "write" : "read";
+    size_t done = 0;
+    char text[96];
+
+    while (done < len) {
+        ssize_t r =
+            out ? send(fd, p + done, len - done, MSG_NOSIGNAL) : recv(fd, p + done, len - done, 0);
+        int rv;
+
+        if (r > 0) {
+            done += (size_t)r;
+            continue;
+        }
+        if (r == 0) {
+            snprintf(why, why_len, "%s: %s", what, first && done == 0 ? "EOF" : "unexpected EOF");
+            return -1;
+        }
+        if (errno == EINTR)
+            continue;
+        rv = errno == EAGAIN || errno == EWOULDBLOCK
+                 ? fetch_wait(fd, out ? POLLOUT : POLLIN, deadline_ms)
+                 : -errno;
+        if (rv == 1) {
+            snprintf(why, why_len, "%s: i/o timeout", what);
+            return -1;
+        }
+        if (rv < 0) {
+            errtext(-rv, text, sizeof(text));
+            snprintf(why, why_len, "%s: %s", what, text);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads one MembersResponse from fd: 0, or -1 with why. */
+static int fetch_answer(int fd, uint64_t deadline_ms, uint64_t *cluster_id, uint8_t **blob,
+                        size_t *len, char *why, size_t why_len)
+{
+    uint8_t prefix[PEER_LEN_BYTES];
+    uint8_t *body = NULL;
+    Cetcdpeer__Frame *f = NULL;
+    const Cetcdpeer__MembersResponse *r;
+    uint32_t n;
+    int rv = -1;
+
+    if (fetch_io(fd, false, prefix, sizeof(prefix), true, deadline_ms, why, why_len) != 0)
+        return -1;
+    n = get_le32(prefix);
+    if (n == 0 || n > PEER_MEMBERS_FRAME_MAX) {
+        snprintf(why, why_len, "malformed answer (a frame of %" PRIu32 " bytes)", n);
+        return -1;
+    }
+    body = malloc(n);
+    if (body == NULL) {
+        snprintf(why, why_len, "out of memory");
+        return -1;
+    }
+    if (fetch_io(fd, false, body, n, false, deadline_ms, why, why_len) != 0)
+        goto out;
+    f = peer_decode(body, n);
+    if (f == NULL || f->body_case != CETCDPEER__FRAME__BODY_MEMBERS_RESPONSE) {
+        snprintf(why, why_len, "malformed answer (%s)",
+                 f == NULL ? "undecodable frame" : "not a MembersResponse");
+        goto out;
+    }
+    r = f->members_response;
+    if (r->members.len > PEER_MEMBERS_BYTES_MAX) {
+        snprintf(why, why_len, "malformed answer (member list too large)");
+        goto out;
+    }
+    *blob = malloc(r->members.len > 0 ? r->members.len : 1);
+    if (*blob == NULL) {
+        snprintf(why, why_len, "out of memory");
+        goto out;
+    }
+    if (r->members.len > 0)
+        memcpy(*blob, r->members.data, r->members.len);
+    *len = r->members.len;
+    *cluster_id = r->cluster_id;
+    rv = 0;
+out:
+    if (f != NULL)
+        cetcdpeer__frame__free_unpacked(f, NULL);
+    free(body);
+    return rv;
+}
+
+/* One URL: 0, or -1 with why. */
+static int fetch_one(const char *url, uint64_t deadline_ms, uint64_t *cluster_id, uint8_t **blob,
+                     size_t *len, char *why, size_t why_len)
+{
+    char host[PEER_URL_BYTES];
+    char port[8];
+    struct addrinfo hints;
+    struct addrinfo *ai = NULL;
+    struct peer_frame *req;
+    int fd;
+    int rv;
+
+    rv = strlen(url) < PEER_URL_BYTES ? parse_url(url, host, sizeof(host), port, sizeof(port)) : -1;
+    if (rv != 0) {
+        snprintf(why, why_len, "%s",
+                 rv == -2 ? "TLS peer URLs are not supported yet"
+                          : "invalid peer URL (want http://host:port)");
+        return -1;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    rv = getaddrinfo(host, port, &hints, &ai);
+    if (rv != 0) {
+        snprintf(why, why_len, "dial tcp: lookup %s: %s", host, gai_strerror(rv));
+        return -1;
+    }
+    fd = fetch_dial(ai, host, port, deadline_ms, why, why_len);
+    freeaddrinfo(ai);
+    if (fd < 0)
+        return -1;
+    rv = -1;
+    req = peer_encode_members_request();
+    if (req == NULL)
+        snprintf(why, why_len, "out of memory");
+    else if (fetch_io(fd, true, req->data, req->len, false, deadline_ms, why, why_len) == 0)
+        rv = fetch_answer(fd, deadline_ms, cluster_id, blob, len, why, why_len);
+    free(req);
+    close(fd);
+    return rv;
+}
+
+int peer_fetch_members(const char *const *urls, unsigned n_urls, uint64_t timeout_ms,
+                       uint64_t *cluster_id, uint8_t **blob, size_t *len, char *err, size_t err_len)
+{
+    static const char failed[] = "could not retrieve cluster information from the given URLs";
+    uint64_t start = mono_ms();
+    uint64_t deadline = timeout_ms > UINT64_MAX - start ? UINT64_MAX : start + timeout_ms;
+    char why[FETCH_WHY_BYTES];
+    size_t pos;
+    unsigned i;
+
+    *blob = NULL;
+    *len = 0;
+    *cluster_id = 0;
+    pos = (size_t)snprintf(err, err_len, "%s%s", failed, n_urls == 0 ? ": no URLs" : "");
+    for (i = 0; i < n_urls; i++) {
+        uint64_t now = mono_ms();
+        /* an equal share of what is left: a silent member leaves time for
+         * the next ones */
+        uint64_t share = deadline > now ? (deadline - now) / (n_urls - i) : 0;
+
+        if (fetch_one(urls[i], now + share, cluster_id, blob, len, why, sizeof(why)) == 0)
+            return 0;
+        if (pos < err_len)
+            pos += (size_t)snprintf(err + pos, err_len - pos, "%s%s: %s", i == 0 ? ": " : "; ",
+                                    urls[i], why);
+    }
+    return -1;
 }

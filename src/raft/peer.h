@@ -21,13 +21,29 @@
  * ring_loop (the core). Every call, and every callback, happens on that
  * thread. The net only queues SQEs with ring_sqe(); the loop owner submits
  * them and hands back every completion whose op is in [op_base, op_base +
- * PEER_OPS) to peer_cqe(). Callbacks may call peer_send() and
- * peer_send_snapshot(), not peer_net_destroy() or peer_remove_member().
+ * PEER_OPS) to peer_cqe(). Callbacks may call peer_send(),
+ * peer_send_snapshot() and peer_mark_removed(), not peer_net_destroy()
+ * or peer_remove_member().
+ *
+ * A member joining a running cluster (etcd's --initial-cluster-state
+ * existing) learns the cluster ID and the member list before it starts
+ * Raft with peer_fetch_members(): a short connection whose first frame is
+ * a MembersRequest instead of a Hello, answered with one MembersResponse
+ * (the blob from on_members) and then closed.
+ *
+ * A member removed from the cluster may not learn it through Raft (the
+ * leader stopped sending to it before it applied the change) and would
+ * campaign forever at members that ignore it. As etcd answers its peer
+ * requests with HTTP 410, a net that was told of the removal
+ * (peer_mark_removed) answers that member's Hello with one Removed frame
+ * and closes; the removed member's net reports it with on_removed. These
+ * two replies are the only frames an acceptor ever writes.
  *
  * Limits: PEER_MEMBERS_MAX dialed connections (one per member),
  * PEER_ACCEPTED_MAX accepted ones (more are refused), a send queue of at
  * most queue_bytes_max (plus the one frame that crossed it) per member,
- * frames of at most frame_bytes_max.
+ * frames of at most frame_bytes_max, a member list blob of at most
+ * PEER_MEMBERS_BYTES_MAX, PEER_REMOVED_MAX removed member IDs remembered.
  */
 #ifndef CETCD_PEER_H
 #define CETCD_PEER_H
@@ -40,15 +56,17 @@
 
 struct ring_loop;
 
-#define PEER_OPS           8  /* completion ops used: op_base .. op_base + PEER_OPS - 1 */
-#define PEER_MEMBERS_MAX   16 /* other members known (dialed connections) */
-#define PEER_ACCEPTED_MAX  64 /* accepted connections at once */
-#define PEER_LISTEN_MAX    8  /* listen URLs */
-#define PEER_URLS_MAX      8  /* peer URLs per member */
-#define PEER_URL_BYTES     256
-#define PEER_CHUNK_BYTES   (1u << 20) /* snapshot bytes per chunk */
-#define PEER_QUEUE_DEFAULT (64u << 20)
-#define PEER_FRAME_DEFAULT (128u << 20)
+#define PEER_OPS               8  /* completion ops used: op_base .. op_base + PEER_OPS - 1 */
+#define PEER_MEMBERS_MAX       16 /* other members known (dialed connections) */
+#define PEER_ACCEPTED_MAX      64 /* accepted connections at once */
+#define PEER_LISTEN_MAX        8  /* listen URLs */
+#define PEER_URLS_MAX          8  /* peer URLs per member */
+#define PEER_URL_BYTES         256
+#define PEER_CHUNK_BYTES       (1u << 20) /* snapshot bytes per chunk */
+#define PEER_QUEUE_DEFAULT     (64u << 20)
+#define PEER_FRAME_DEFAULT     (128u << 20)
+#define PEER_MEMBERS_BYTES_MAX (1u << 20) /* member list blob in a MembersResponse */
+#define PEER_REMOVED_MAX       64         /* removed member IDs kept; the oldest goes */
 
 struct peer_net;
 
@@ -66,6 +84,18 @@ struct peer_ops {
     void (*on_snapshot_sent)(void *arg, uint64_t to, bool ok);
     /* A connection to `to` failed or a message to it was dropped. */
     void (*on_unreachable)(void *arg, uint64_t to);
+    /* Optional (NULL: such requests are refused by closing). A joining
+     * member asked for the member list: 0 with *blob a malloc'd
+     * serialisation of it (*len <= PEER_MEMBERS_BYTES_MAX; the net frees
+     * it once sent, or at once when too large), or -1 to refuse. The
+     * response carries cfg.cluster_id with the blob. */
+    int (*on_members)(void *arg, uint8_t **blob, size_t *len);
+    /* Optional (NULL: not reported). Member `by` sent Removed on our
+     * connection to it: this member has been removed from the cluster
+     * (etcd: "the member has been permanently removed from the
+     * cluster"). Called at most once per net; the connection is then
+     * handled as failed (on_unreachable, redialled with backoff). */
+    void (*on_removed)(void *arg, uint64_t by);
 };
 
 struct peer_config {
@@ -106,6 +136,15 @@ int peer_set_member(struct peer_net *n, uint64_t id, const char *const *urls, un
  * snapshot in progress reported failed. */
 void peer_remove_member(struct peer_net *n, uint64_t id);
 
+/* Remembers that member id was removed from the cluster (at start-up for
+ * the removed IDs kept, and whenever one is removed): its Hellos are
+ * answered with Removed, and its connections to us open now are answered
+ * so too (or, in the middle of a snapshot chunk, just closed). Nothing it
+ * sends is delivered any more. Not implied by peer_remove_member(), nor
+ * does it imply it. At most PEER_REMOVED_MAX IDs are kept, the oldest
+ * forgotten first; RAFT_NONE and self are ignored. */
+void peer_mark_removed(struct peer_net *n, uint64_t id);
+
 /* Encodes m now (everything is copied) and queues it for m->to. 0 queued;
  * -1 dropped (unknown member, queue full, frame too large), and then
  * on_unreachable(m->to) has been called. RAFT_MSG_SNAP goes through
@@ -131,5 +170,19 @@ void peer_turn(struct peer_net *n, uint64_t now_ms);
 /* true while queued frames wait that peer_turn() would hand to the kernel
  * now (the loop should not sleep). */
 bool peer_busy(const struct peer_net *n);
+
+/* For start-up, before any loop runs; blocking, any thread, no net
+ * needed. Asks the members at urls ("http://host:port", tried in order)
+ * for the cluster ID and the member list, as etcd does over the peer URLs
+ * of an existing cluster. The whole call takes at most about timeout_ms
+ * (plus name resolution); each URL gets an equal share of the time that is
+ * left, so one silent member does not use up the time of the others.
+ * 0 with the first answer: *cluster_id, and *blob (malloc'd, never NULL;
+ * the caller frees it) of *len bytes as the answering on_members gave it.
+ * -1 with err like etcd's "could not retrieve cluster information from
+ * the given URLs", followed by what failed at each URL. */
+int peer_fetch_members(const char *const *urls, unsigned n_urls, uint64_t timeout_ms,
+                       uint64_t *cluster_id, uint8_t **blob, size_t *len, char *err,
+                       size_t err_len);
 
 #endif

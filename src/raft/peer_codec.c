@@ -1,7 +1,7 @@
 /*
- * peer_codec.c — struct raft_msg <-> cetcdpeer.Frame (proto/raftpb.proto),
- * with the 4-byte length prefix of the peer wire format (peer.c). Pure
- * functions, any thread.
+ * peer_codec.c — struct raft_msg (and the members exchange, and Removed) <->
+ * cetcdpeer.Frame (proto/raftpb.proto), with the 4-byte length prefix of
+ * the peer wire format (peer.c). Pure functions, any thread.
  *
  * Encoding packs straight into the frame buffer: entry payloads are copied
  * once, from raft's memory into the frame. Decoding validates everything
@@ -128,6 +128,42 @@ struct peer_frame *peer_encode_chunk(uint64_t offset, const uint8_t *data, size_
     return frame_pack(&f, PEER_FRAME_CHUNK, frame_bytes_max);
 }
 
+struct peer_frame *peer_encode_members_request(void)
+{
+    Cetcdpeer__Frame f = CETCDPEER__FRAME__INIT;
+    Cetcdpeer__MembersRequest r = CETCDPEER__MEMBERS_REQUEST__INIT;
+
+    f.body_case = CETCDPEER__FRAME__BODY_MEMBERS_REQUEST;
+    f.members_request = &r;
+    return frame_pack(&f, PEER_FRAME_MEMBERS_REQUEST, SIZE_MAX);
+}
+
+struct peer_frame *peer_encode_members_response(uint64_t cluster_id, const uint8_t *blob,
+                                                size_t len)
+{
+    Cetcdpeer__Frame f = CETCDPEER__FRAME__INIT;
+    Cetcdpeer__MembersResponse r = CETCDPEER__MEMBERS_RESPONSE__INIT;
+
+    if (len > PEER_MEMBERS_BYTES_MAX)
+        return NULL;
+    r.cluster_id = cluster_id;
+    r.members.len = len;
+    r.members.data = (uint8_t *)(uintptr_t)blob;
+    f.body_case = CETCDPEER__FRAME__BODY_MEMBERS_RESPONSE;
+    f.members_response = &r;
+    return frame_pack(&f, PEER_FRAME_MEMBERS_RESPONSE, PEER_MEMBERS_FRAME_MAX);
+}
+
+struct peer_frame *peer_encode_removed(void)
+{
+    Cetcdpeer__Frame f = CETCDPEER__FRAME__INIT;
+    Cetcdpeer__Removed r = CETCDPEER__REMOVED__INIT;
+
+    f.body_case = CETCDPEER__FRAME__BODY_REMOVED;
+    f.removed = &r;
+    return frame_pack(&f, PEER_FRAME_REMOVED, PEER_WATCH_FRAME_MAX);
+}
+
 Cetcdpeer__Frame *peer_decode(const uint8_t *p, size_t len)
 {
     Cetcdpeer__Frame *f = cetcdpeer__frame__unpack(NULL, len, p);
@@ -136,7 +172,10 @@ Cetcdpeer__Frame *peer_decode(const uint8_t *p, size_t len)
         return NULL;
     if ((f->body_case == CETCDPEER__FRAME__BODY_HELLO && f->hello != NULL) ||
         (f->body_case == CETCDPEER__FRAME__BODY_MESSAGE && f->message != NULL) ||
-        (f->body_case == CETCDPEER__FRAME__BODY_SNAP_CHUNK && f->snap_chunk != NULL))
+        (f->body_case == CETCDPEER__FRAME__BODY_SNAP_CHUNK && f->snap_chunk != NULL) ||
+        (f->body_case == CETCDPEER__FRAME__BODY_MEMBERS_REQUEST && f->members_request != NULL) ||
+        (f->body_case == CETCDPEER__FRAME__BODY_MEMBERS_RESPONSE && f->members_response != NULL) ||
+        (f->body_case == CETCDPEER__FRAME__BODY_REMOVED && f->removed != NULL))
         return f;
     cetcdpeer__frame__free_unpacked(f, NULL);
     return NULL;

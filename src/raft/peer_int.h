@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peer.h"
 #include "raft.h"
 #include "raftpb.pb-c.h"
 
@@ -20,7 +21,19 @@ enum peer_frame_kind {
     PEER_FRAME_MSG = 1,
     PEER_FRAME_CHUNK = 2,
     PEER_FRAME_SNAP_MSG = 3, /* the SNAP message ending a snapshot stream */
+    PEER_FRAME_MEMBERS_REQUEST = 4,
+    PEER_FRAME_MEMBERS_RESPONSE = 5,
+    PEER_FRAME_REMOVED = 6,
 };
+
+/* The largest MembersResponse Frame: the blob plus its cluster ID, tags
+ * and lengths (well under 32 bytes). */
+#define PEER_MEMBERS_FRAME_MAX (PEER_MEMBERS_BYTES_MAX + 32)
+
+/* The largest frame (N, without the length prefix) a dialer reads on a
+ * Raft connection: room for a Removed Frame (2 bytes) and no more, so an
+ * acceptor cannot make a dialer buffer anything. */
+#define PEER_WATCH_FRAME_MAX 12
 
 /* One encoded frame, length prefix included, in a member's send queue. */
 struct peer_frame {
@@ -36,6 +49,11 @@ struct peer_frame *peer_encode_hello(uint64_t cluster_id, uint64_t from, uint64_
 struct peer_frame *peer_encode_msg(const struct raft_msg *m, size_t frame_bytes_max);
 struct peer_frame *peer_encode_chunk(uint64_t offset, const uint8_t *data, size_t len, bool last,
                                      size_t frame_bytes_max);
+struct peer_frame *peer_encode_members_request(void);
+/* NULL also when len > PEER_MEMBERS_BYTES_MAX. */
+struct peer_frame *peer_encode_members_response(uint64_t cluster_id, const uint8_t *blob,
+                                                size_t len);
+struct peer_frame *peer_encode_removed(void);
 
 /* Unpacks one Frame (free with cetcdpeer__frame__free_unpacked), NULL if
  * it does not parse or carries no body. */

@@ -711,6 +711,21 @@ static void apply_conf_change(struct raft *r, const struct raft_conf_change *cc)
     }
 }
 
+/* A member the leader just removed stops hearing from it; if it holds the
+ * entry that removed it, one last heartbeat tells it that entry is
+ * committed, so it applies its removal and stops by itself. */
+static void farewell(struct raft *r, uint64_t id, uint64_t index)
+{
+    struct raft_progress *pr = pr_get(r, id);
+    struct raft_msg *m;
+
+    if (pr == NULL || pr->match < index)
+        return;
+    m = raft_out(r, false, RAFT_MSG_HEARTBEAT, id);
+    if (m != NULL)
+        m->commit = pr->match < r->commit ? pr->match : r->commit;
+}
+
 /* Thesis §4.1: a change takes effect as soon as it is applied; the leader
  * recounts its quorums under the new membership at once. */
 static void apply_conf(struct raft *r, const struct raft_entry *e)
@@ -721,6 +736,8 @@ static void apply_conf(struct raft *r, const struct raft_entry *e)
     apply_conf_change(r, &cc);
     if (r->role != RAFT_LEADER)
         return;
+    if (cc.op == RAFT_CONF_REMOVE && cc.id != r->cfg.id)
+        farewell(r, cc.id, e->index);
     pr_sync_conf(r);
     if (r->transferee != RAFT_NONE && !raft_is_voter(&r->conf, r->transferee))
         r->transferee = RAFT_NONE;

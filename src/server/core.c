@@ -362,6 +362,33 @@ static void apply_normal(struct core *c, const struct raft_entry *e)
     apply_result(c, m, &r);
 }
 
+static void drop_peer_later(struct core *c, uint64_t id)
+{
+    if (c->n_drop == RAFT_MEMBERS_MAX) {
+        peer_remove_member(c->peers, id);
+        return;
+    }
+    c->drop_id[c->n_drop] = id;
+    c->drop_at_ms[c->n_drop] = core_now_ms() + CORE_PEER_DROP_MS;
+    c->n_drop++;
+}
+
+/* Forgets the removed members whose grace is over (unless re-added). */
+static void drop_peers(struct core *c, uint64_t now)
+{
+    unsigned j = 0;
+
+    for (unsigned i = 0; i < c->n_drop; i++) {
+        if (now < c->drop_at_ms[i]) {
+            c->drop_id[j] = c->drop_id[i];
+            c->drop_at_ms[j++] = c->drop_at_ms[i];
+        } else if (roster_find(&c->roster, c->drop_id[i]) == NULL) {
+            peer_remove_member(c->peers, c->drop_id[i]);
+        }
+    }
+    c->n_drop = j;
+}
+
 /* A membership change: the context is an etcdserverpb.Member (ID, peer
  * URLs, learner). Raft has already changed its own membership. */
 static void apply_conf(struct core *c, const struct raft_entry *e)
@@ -394,8 +421,10 @@ static void apply_conf(struct core *c, const struct raft_entry *e)
         break;
     case RAFT_CONF_REMOVE:
         roster_remove(&c->roster, cc.id);
-        if (c->peers != NULL && cc.id != c->id)
-            peer_remove_member(c->peers, cc.id);
+        if (c->peers != NULL && cc.id != c->id) {
+            peer_mark_removed(c->peers, cc.id);
+            drop_peer_later(c, cc.id);
+        }
         break;
     default:
         break;
@@ -550,6 +579,8 @@ static void adopt_roster(struct core *c, const uint8_t *blob, size_t len)
         if (roster_find(&c->roster, old.m[i].id) == NULL && c->peers != NULL &&
             old.m[i].id != c->id)
             peer_remove_member(c->peers, old.m[i].id);
+    for (unsigned i = 0; c->peers != NULL && i < c->roster.n_removed; i++)
+        peer_mark_removed(c->peers, c->roster.removed[i]);
     for (unsigned i = 0; i < c->roster.n; i++)
         core_peer_update(c, &c->roster.m[i]);
 }
@@ -1197,6 +1228,11 @@ void core_attach(struct core *c, struct shard_set *set, struct peer_net *peers)
     c->peers = peers;
     for (unsigned i = 0; i < c->roster.n; i++)
         core_peer_update(c, &c->roster.m[i]);
+    for (unsigned i = 0; c->peers != NULL && i < c->roster.n_removed; i++)
+        peer_mark_removed(c->peers, c->roster.removed[i]);
+    /* A member that applied its own removal before a restart stops again. */
+    if (roster_find(&c->roster, c->id) == NULL)
+        c->removed = true;
 }
 
 /* Once there is a leader, this member publishes its name and client URLs
@@ -1366,8 +1402,11 @@ static void core_turn(void *arg)
     serve_reads(c);
     background(c);
     submit_batch(c);
-    if (c->peers != NULL)
+    if (c->peers != NULL) {
         peer_turn(c->peers, core_now_ms());
+        if (c->n_drop != 0)
+            drop_peers(c, core_now_ms());
+    }
     arm_timers(c);
     publish(c);
     shard_core_flush(c->set);
@@ -1475,7 +1514,31 @@ static void on_unreachable(void *arg, uint64_t to)
         raft_report_unreachable(c->raft, to);
 }
 
+/* A member joining the cluster asks who is in it (main.c join_cluster). */
+static int on_members(void *arg, uint8_t **blob, size_t *len)
+{
+    struct core *c = *(struct core **)arg;
+
+    if (c == NULL)
+        return -1;
+    *blob = roster_encode(&c->roster, len);
+    return *blob != NULL ? 0 : -1;
+}
+
+/* A member told us we were removed from the cluster (etcd: 410 Gone). */
+static void on_removed(void *arg, uint64_t by)
+{
+    struct core *c = *(struct core **)arg;
+
+    fprintf(stderr, "cetcd: member %016llx says this member was removed from the cluster\n",
+            (unsigned long long)by);
+    if (c != NULL)
+        c->removed = true;
+}
+
 const struct peer_ops core_peer_ops = {
+    .on_members = on_members,
+    .on_removed = on_removed,
     .on_msg = on_peer_msg,
     .on_snapshot = on_peer_snapshot,
     .on_snapshot_sent = on_snapshot_sent,

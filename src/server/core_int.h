@@ -40,6 +40,7 @@ enum core_op {
 #define CORE_READ_ROUNDS_MAX    256u        /* ReadIndex rounds in flight */
 #define CORE_ENVELOPE_BYTES     16u
 #define CORE_CATCHUP_ENTRIES    5000u      /* log kept behind a snapshot for slow followers */
+#define CORE_PEER_DROP_MS       2000u      /* a removed member's connection lingers this long */
 #define CORE_SYNC_READIES_MAX   (1u << 24) /* bound of the start-up drive loop */
 
 /* etcd's messages for requests the cluster could not serve. */
@@ -182,6 +183,11 @@ struct core {
     uint64_t xfer_to;
     uint64_t xfer_deadline_ms;
     char token[256]; /* --initial-cluster-token: new members' IDs */
+    /* Removed members the peer net forgets a little later, so that the
+     * last message Raft sends them (their removal is committed) leaves. */
+    uint64_t drop_id[RAFT_MEMBERS_MAX];
+    uint64_t drop_at_ms[RAFT_MEMBERS_MAX];
+    unsigned n_drop;
 };
 
 struct conf_wait;

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 #include "core.h"
+#include "ident.h"
 #include "members.h"
 #include "mvcc.h"
 #include "peer.h"
@@ -71,9 +72,9 @@ static void on_signal(int sig)
         shard_set_stop(the_set);
 }
 
-/* The initial member list for the core: every member's name and peer
- * URLs, and this member's client URLs. */
-static int initial_roster(struct roster *r, const struct rpc_member *self)
+/* The initial member list of a new cluster: every member's name and peer
+ * URLs from --initial-cluster. */
+static int initial_roster(struct roster *r)
 {
     memset(r, 0, sizeof(*r));
     for (unsigned i = 0; i < ms.n; i++) {
@@ -81,13 +82,20 @@ static int initial_roster(struct roster *r, const struct rpc_member *self)
         const char *urls[MEMBERS_URLS_MAX];
         for (unsigned j = 0; j < m->n_peer_urls; j++)
             urls[j] = m->peer_urls[j];
-        if (roster_add(r, m->id, m->id == self->member_id ? m->name : "", urls, m->n_peer_urls,
-                       false) != 0)
+        if (roster_add(r, m->id, "", urls, m->n_peer_urls, false) != 0)
             return -1;
     }
+    return 0;
+}
+
+/* This member's own name and client URLs, as given now. */
+static int overlay_self(struct roster *r, const struct rpc_member *self)
+{
     struct roster_member *me = roster_find(r, self->member_id);
+
     if (me == NULL || self->n_client_urls > ROSTER_URLS_MAX)
         return -1;
+    snprintf(me->name, sizeof(me->name), "%s", self->name);
     for (unsigned i = 0; i < self->n_client_urls; i++)
         if (snprintf(me->client_urls[i], ROSTER_URL_BYTES, "%s", self->client_urls[i]) >=
             ROSTER_URL_BYTES)
@@ -96,8 +104,107 @@ static int initial_roster(struct roster *r, const struct rpc_member *self)
     return 0;
 }
 
+/* Does member m have one of our (normalized) peer URLs? */
+static bool has_our_url(const struct roster_member *m, char ours[][MEMBERS_URL_MAX], unsigned n)
+{
+    for (unsigned i = 0; i < m->n_peer_urls; i++)
+        for (unsigned j = 0; j < n; j++)
+            if (strcmp(m->peer_urls[i], ours[j]) == 0)
+                return true;
+    return false;
+}
+
+/* --initial-cluster-state existing on a fresh data dir: ask the running
+ * members (the other --initial-cluster URLs) for the cluster ID and the
+ * member list, and find ourselves in it by our peer URLs (`member add`
+ * put us there, with our ID). */
+static int join_cluster(const struct config *cfg, struct rpc_member *m, struct roster *r)
+{
+    const char *urls[MEMBERS_MAX * MEMBERS_URLS_MAX];
+    char ours[RPC_URLS_MAX][MEMBERS_URL_MAX];
+    unsigned n = 0;
+    uint64_t cid = 0;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    char err[1024];
+
+    for (unsigned i = 0; i < ms.n; i++)
+        if (strcmp(ms.m[i].name, cfg->name) != 0)
+            for (unsigned j = 0; j < ms.m[i].n_peer_urls; j++)
+                urls[n++] = ms.m[i].peer_urls[j];
+    for (unsigned i = 0; i < m->n_peer_urls; i++)
+        if (members_url_parse(m->peer_urls[i], ours[i], sizeof(ours[i]), err, sizeof(err)) != 0)
+            snprintf(ours[i], sizeof(ours[i]), "%s", m->peer_urls[i]);
+    if (peer_fetch_members(urls, n, 10000, &cid, &blob, &len, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cetcd: cannot fetch cluster info from peer urls: %s\n", err);
+        return -1;
+    }
+    if (roster_decode(r, blob, len) != 0 || r->n == 0) {
+        free(blob);
+        fprintf(stderr, "cetcd: failed to get raft cluster member(s) from the given URLs\n");
+        return -1;
+    }
+    free(blob);
+    for (unsigned i = 0; i < r->n; i++) {
+        if (has_our_url(&r->m[i], ours, m->n_peer_urls)) {
+            m->member_id = r->m[i].id;
+            m->cluster_id = cid;
+            return 0;
+        }
+    }
+    fprintf(stderr,
+            "cetcd: the running cluster %016llx has no member with peer URLs %s (add it first: "
+            "etcdctl member add)\n",
+            (unsigned long long)cid, m->peer_urls[0]);
+    return -1;
+}
+
+/* Who this member is: saved in the data dir from its first start (etcd
+ * ignores the bootstrap flags once a member has data), else bootstrapped
+ * from --initial-cluster or, joining, from the running cluster. *fresh:
+ * the identity must be saved before anything else is written. */
+static int resolve_identity(const struct config *cfg, struct rpc_member *m, struct roster *r,
+                            struct ident *id, bool *fresh)
+{
+    bool found = false;
+    char err[512];
+
+    if (ident_load(cfg->data_dir, id, &found, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cetcd: %s\n", err);
+        return -1;
+    }
+    *fresh = !found;
+    if (found) {
+        m->member_id = id->member_id;
+        m->cluster_id = id->cluster_id;
+        if (roster_decode(r, id->roster, id->roster_len) != 0) {
+            fprintf(stderr, "cetcd: the member list saved in the data dir is damaged\n");
+            return -1;
+        }
+    } else if (strcmp(cfg->initial_cluster_state, "existing") == 0) {
+        if (join_cluster(cfg, m, r) != 0)
+            return -1;
+    } else if (initial_roster(r) != 0) {
+        fprintf(stderr, "cetcd: the initial cluster does not fit\n");
+        return -1;
+    }
+    if (overlay_self(r, m) != 0) {
+        fprintf(stderr, "cetcd: member %016llx is not in its own member list\n",
+                (unsigned long long)m->member_id);
+        return -1;
+    }
+    free(id->roster);
+    id->member_id = m->member_id;
+    id->cluster_id = m->cluster_id;
+    id->roster = roster_encode(r, &id->roster_len);
+    return id->roster != NULL ? 0 : -1;
+}
+
 /* Everything main() sets up, so one function can undo it on any path. */
 struct server {
+    struct roster initial; /* the member list to start from */
+    struct ident ident;    /* who we are (saved in the data dir) */
+    bool ident_fresh;      /* not saved yet */
     struct shard_set *set;
     struct peer_net *peers;
     struct core *core;
@@ -106,6 +213,7 @@ struct server {
 
 static void server_free(struct server *sv)
 {
+    free(sv->ident.roster);
     peer_net_destroy(sv->peers);
     shard_set_destroy(sv->set);
     core_close(sv->core);
@@ -161,16 +269,15 @@ static int server_start(struct server *sv, struct config *cfg, struct shard_conf
     }
     if (start_peers(sv, cfg, member) != 0)
         return -1;
-    static struct roster initial;
-    if (initial_roster(&initial, member) != 0) {
-        fprintf(stderr, "cetcd: the initial cluster does not fit\n");
+    if (sv->ident_fresh && ident_save(cfg->data_dir, &sv->ident, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cetcd: %s\n", err);
         return -1;
     }
     struct core_config cc = {
         .snapshot_count = cfg->snapshot_count,
         .heartbeat_ms = cfg->heartbeat_interval_ms,
         .election_ms = cfg->election_timeout_ms,
-        .initial = &initial,
+        .initial = &sv->initial,
         .token = cfg->initial_cluster_token,
     };
     config_retention(cfg, &cc.auto_period_ms, &cc.auto_revisions);
@@ -212,6 +319,10 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (resolve_identity(&cfg, &member, &sv.initial, &sv.ident, &sv.ident_fresh) != 0) {
+        server_free(&sv);
+        return 1;
+    }
     if (server_start(&sv, &cfg, &sc, &member) != 0) {
         server_free(&sv);
         return 1;

@@ -4,12 +4,23 @@
  * snapshot's CLUSTER section and a published-attributes entry need no
  * format of their own.
  *
+ * ENCODING of a whole roster (a snapshot's CLUSTER section, the ident
+ * file; integers little-endian):
+ *
+ *   OFFSET  SIZE  MEANING
+ *        0     4  p: bytes of the member list
+ *        4     p  etcdserverpb.MemberListResponse, members only
+ *      4+p     4  r: removed IDs that follow (<= ROSTER_REMOVED_MAX)
+ *      8+p   8*r  the removed IDs, oldest first
+ *
  * Invariants: m[0..n) sorted by ID, IDs unique and non-zero, n <=
- * RAFT_MEMBERS_MAX; every string NUL-terminated within its array.
+ * RAFT_MEMBERS_MAX; every string NUL-terminated within its array;
+ * removed[0..n_removed) holds no current member.
  * Thread: the core's only.
  */
 #include "roster.h"
 
+#include "le.h"
 #include "rpc.pb-c.h"
 
 #include <stdio.h>
@@ -82,6 +93,14 @@ void roster_remove(struct roster *r, uint64_t id)
         if (r->m[i].id != id)
             r->m[j++] = r->m[i];
     r->n = j;
+    for (i = 0; i < r->n_removed; i++)
+        if (r->removed[i] == id)
+            return;
+    if (r->n_removed == ROSTER_REMOVED_MAX) {
+        memmove(r->removed, r->removed + 1, (ROSTER_REMOVED_MAX - 1) * sizeof(r->removed[0]));
+        r->n_removed--;
+    }
+    r->removed[r->n_removed++] = id;
 }
 
 void roster_conf(const struct roster *r, struct raft_conf *out)
@@ -151,7 +170,23 @@ static uint8_t *pack_list(const struct roster *r, Etcdserverpb__ResponseHeader *
 
 uint8_t *roster_encode(const struct roster *r, size_t *len)
 {
-    return pack_list(r, NULL, len);
+    size_t p = 0;
+    uint8_t *pb = pack_list(r, NULL, &p);
+    uint8_t *buf;
+
+    if (pb == NULL)
+        return NULL;
+    *len = 4 + p + 4 + 8 * (size_t)r->n_removed;
+    buf = malloc(*len);
+    if (buf != NULL) {
+        put_le32(buf, (uint32_t)p);
+        memcpy(buf + 4, pb, p);
+        put_le32(buf + 4 + p, r->n_removed);
+        for (unsigned i = 0; i < r->n_removed; i++)
+            put_le64(buf + 8 + p + 8 * i, r->removed[i]);
+    }
+    free(pb);
+    return buf;
 }
 
 static int from_pb(struct roster_member *m, const Etcdserverpb__Member *pb)
@@ -169,11 +204,10 @@ static int from_pb(struct roster_member *m, const Etcdserverpb__Member *pb)
     return 0;
 }
 
-int roster_decode(struct roster *r, const uint8_t *buf, size_t len)
+static int decode_members(struct roster *r, const uint8_t *buf, size_t len)
 {
     Etcdserverpb__MemberListResponse *resp =
         etcdserverpb__member_list_response__unpack(NULL, len, buf);
-    struct roster tmp = {0};
     int rv = 0;
 
     if (resp == NULL)
@@ -182,16 +216,31 @@ int roster_decode(struct roster *r, const uint8_t *buf, size_t len)
         rv = -1;
     for (size_t i = 0; rv == 0 && i < resp->n_members; i++) {
         struct roster_member m;
-        if (from_pb(&m, resp->members[i]) != 0 || roster_find(&tmp, m.id) != NULL ||
-            roster_add(&tmp, m.id, m.name, NULL, 0, m.learner) != 0)
+        if (from_pb(&m, resp->members[i]) != 0 || roster_find(r, m.id) != NULL ||
+            roster_add(r, m.id, m.name, NULL, 0, m.learner) != 0)
             rv = -1;
         else
-            *roster_find(&tmp, m.id) = m;
+            *roster_find(r, m.id) = m;
     }
     etcdserverpb__member_list_response__free_unpacked(resp, NULL);
-    if (rv == 0)
-        *r = tmp;
     return rv;
+}
+
+int roster_decode(struct roster *r, const uint8_t *buf, size_t len)
+{
+    struct roster tmp = {0};
+    size_t p, n;
+
+    if (len < 8 || (p = get_le32(buf)) > len - 8)
+        return -1;
+    n = get_le32(buf + 4 + p);
+    if (n > ROSTER_REMOVED_MAX || len != 8 + p + 8 * n || decode_members(&tmp, buf + 4, p) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        tmp.removed[i] = get_le64(buf + 8 + p + 8 * i);
+    tmp.n_removed = (unsigned)n;
+    *r = tmp;
+    return 0;
 }
 
 uint8_t *roster_attrs_encode(const struct roster_member *self, uint8_t type, size_t *len)

@@ -36,23 +36,31 @@ struct roster_member {
     bool learner;
 };
 
+#define ROSTER_REMOVED_MAX 64 /* removed IDs remembered (the newest) */
+
 struct roster {
     struct roster_member m[RAFT_MEMBERS_MAX]; /* sorted by ID */
     unsigned n;
+    /* Members removed from the cluster, oldest first: told so if they
+     * come back (as etcd answers them 410 Gone). */
+    uint64_t removed[ROSTER_REMOVED_MAX];
+    unsigned n_removed;
 };
 
 /* Adds a member (or replaces the peer URLs and role of one with that ID).
  * 0, or -1 (full, or a URL/name too long). */
 int roster_add(struct roster *r, uint64_t id, const char *name, const char *const *peer_urls,
                unsigned n_peer_urls, bool learner);
+/* Removes member id and remembers it as removed. */
 void roster_remove(struct roster *r, uint64_t id);
 struct roster_member *roster_find(struct roster *r, uint64_t id);
 
 /* The Raft membership the roster describes. */
 void roster_conf(const struct roster *r, struct raft_conf *out);
 
-/* Encodes as a MemberListResponse (members only); malloc'd, NULL if out
- * of memory. decode: 0, or -1 if malformed or too many members. */
+/* Encodes the roster; malloc'd, NULL if out of memory. decode: 0, or -1
+ * if malformed or too many members. The format is at the top of
+ * roster.c. */
 uint8_t *roster_encode(const struct roster *r, size_t *len);
 int roster_decode(struct roster *r, const uint8_t *buf, size_t len);
 

@@ -21,6 +21,10 @@
 #  (g) (run before f) a member down while the others write 7000 entries
 #      (--snapshot-count 1000) catches up by the leader's snapshot: same
 #      revision, values and HashKV as the others;
+#  (h) (run before f) a fourth member added as a learner joins with
+#      --initial-cluster-state existing, catches up, is promoted; a voter
+#      is removed and stops by itself; another is removed while down and
+#      stops by itself when it comes back;
 #  (f) a second cluster with the same settings given as YAML config files
 #      (--config-file, etcd's keys): a leader, `member list` names every
 #      member with its URLs, writes through one member read through another.
@@ -269,6 +273,84 @@ wait_ready "$lagger"
 check "after kill -9 and restart, $lagger starts from the installed snapshot" \
 	test "$(ctl "$lagger" get lag/key --consistency=s -w json | jq -r .header.revision)" -ge "$want_rev"
 check "and still has every earlier write" caught_up "$lagger"
+
+# (h) ---------------------------------------------------------------------
+# Membership: a fourth member is added as a learner and joins with
+# --initial-cluster-state existing, catches up, refuses linearizable reads
+# as a learner, is promoted; then a voter is removed and stops by itself.
+P3="$(free_port)"
+U3="http://127.0.0.1:$P3"
+out="$(ctl "${NODES[0]}" member add infra3 --peer-urls="$U3" --learner 2>&1 || true)"
+check "member add --learner" grep -q "^Member [0-9a-f]* added to cluster" <<<"$out"
+check "member add prints the join settings" grep -qF 'ETCD_INITIAL_CLUSTER_STATE="existing"' <<<"$out"
+id3="$(ctl "${NODES[0]}" member list | awk -F', ' -v u="$U3" '$4 == u { print $1 }')"
+check "the new member is listed, unstarted, as a learner" \
+	grep -qE "^$id3, unstarted, , $U3, , true" <<<"$(ctl "${NODES[0]}" member list)"
+E2E_PEER_URL="$U3" start_cetcd infra3 --listen-peer-urls "$U3" \
+	--initial-cluster "$cluster,infra3=$U3" --initial-cluster-state existing \
+	--initial-cluster-token "$token" --election-timeout "$ELECTION_MS" --heartbeat-interval 100
+wait_ready infra3
+ok=0
+for _ in $(seq 1 100); do
+	if caught_up infra3; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+check "the learner caught up (serializable reads)" test "$ok" = 1
+out="$("$GRPCRAW_BIN" range "127.0.0.1:${NODE_CPORT[infra3]}" "k-infra0-1" 2>&1 || true)"
+check "the learner refuses a linearizable read with etcd's error" \
+	grep -q "rpc not supported for learner" <<<"$out"
+ok=0
+for _ in $(seq 1 50); do
+	if ctl "${NODES[0]}" member promote "$id3" 2>&1 | grep -q "promoted"; then
+		ok=1
+		break
+	fi
+	sleep 0.2
+done
+check "member promote" test "$ok" = 1
+check "infra3 is a started voter" \
+	grep -qE "^$id3, started, infra3, $U3, http://127.0.0.1:${NODE_CPORT[infra3]}, false" \
+	<<<"$(ctl "${NODES[0]}" member list)"
+check "infra3 serves linearizable reads" all_readable infra3
+victim="${NODES[1]}"
+idv="$(ctl "${NODES[0]}" member list | awk -F', ' -v n="$victim" '$3 == n { print $1 }')"
+check "member remove $victim" grep -q "removed from cluster" <<<"$(ctl infra3 member remove "$idv" 2>&1)"
+ok=0
+for _ in $(seq 1 100); do
+	if ! node_alive "$victim"; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+check "the removed member stopped by itself" test "$ok" = 1
+check "three members left" test "$(ctl infra3 member list | grep -c started)" = 3
+check "writes go on without it" ctl infra3 put after-remove yes
+check "read back through ${NODES[0]}" \
+	test "$(ctl "${NODES[0]}" get after-remove --print-value-only)" = yes
+# A member removed while it is down learns it from the others when it
+# comes back (etcd answers it 410 Gone) and stops by itself.
+down="${NODES[2]}"
+idd="$(ctl "${NODES[0]}" member list | awk -F', ' -v n="$down" '$3 == n { print $1 }')"
+stop_node "$down"
+check "member remove $down while it is down" \
+	grep -q "removed from cluster" <<<"$(ctl infra3 member remove "$idd" 2>&1)"
+restart_node "$down"
+ok=0
+for _ in $(seq 1 100); do
+	if ! node_alive "$down"; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+check "$down, removed while down, stops by itself once back" test "$ok" = 1
+check "$down says why" grep -q "this member was removed from the cluster" "$(node_log "$down")"
+check "two members left, and they take writes" ctl infra3 put two-left yes
+stop_node infra3
 
 # (f) ---------------------------------------------------------------------
 for n in "${NODES[@]}"; do
