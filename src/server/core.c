@@ -1148,6 +1148,7 @@ int core_open(struct core **out, const char *data_dir, const struct core_config 
         return -1;
     c->env = *env;
     c->id = env->member->member_id;
+    c->strict_reconfig = cfg->strict_reconfig;
     if (cfg->token != NULL)
         snprintf(c->token, sizeof(c->token), "%s", cfg->token);
     c->snapshot_count = cfg->snapshot_count != 0 ? cfg->snapshot_count : 1;

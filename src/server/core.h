@@ -27,7 +27,8 @@ struct core_config {
     /* The initial cluster (this member included, with its name and
      * client URLs): the membership when the data dir holds no snapshot. */
     const struct roster *initial;
-    const char *token; /* --initial-cluster-token */
+    const char *token;    /* --initial-cluster-token */
+    bool strict_reconfig; /* --strict-reconfig-check */
 };
 
 /* Loads the newest snapshot, opens the WAL under data_dir/member/wal,

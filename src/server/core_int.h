@@ -182,7 +182,8 @@ struct core {
     struct shard_msg *xfer_m; /* a MoveLeader waiting, or NULL */
     uint64_t xfer_to;
     uint64_t xfer_deadline_ms;
-    char token[256]; /* --initial-cluster-token: new members' IDs */
+    char token[256];      /* --initial-cluster-token: new members' IDs */
+    bool strict_reconfig; /* --strict-reconfig-check: refuse changes that risk quorum */
     /* Removed members the peer net forgets a little later, so that the
      * last message Raft sends them (their removal is committed) leaves. */
     uint64_t drop_id[RAFT_MEMBERS_MAX];

@@ -12,8 +12,9 @@
  * an ordinary entry, answered when applied. MoveLeader asks Raft to
  * transfer leadership and answers once the target leads.
  *
- * etcd's strict reconfiguration checks are made with the roster's view of
- * started members (a member is started once it published its name);
+ * etcd's strict reconfiguration checks (--strict-reconfig-check, on by
+ * default) are made with the roster's view of started members (a member
+ * is started once it published its name);
  * etcd's extra check that the leader has recently heard from every peer
  * is not made.
  *
@@ -125,7 +126,7 @@ static int prepare_add(struct core *c, const uint8_t *p, size_t n)
         conf_fail(c, RPC_FAILED_PRECONDITION, E_PEER_URL_EXIST);
     } else if (r->islearner && roster_learners(&c->roster) >= LEARNERS_MAX) {
         conf_fail(c, RPC_FAILED_PRECONDITION, E_TOO_MANY_LRN);
-    } else if (!r->islearner &&
+    } else if (c->strict_reconfig && !r->islearner &&
                roster_started_voters(&c->roster, 0) < quorum(roster_voters(&c->roster) + 1)) {
         conf_fail(c, RPC_FAILED_PRECONDITION, E_NOT_ENOUGH);
     } else {
@@ -158,7 +159,7 @@ static int prepare_remove(struct core *c, const uint8_t *p, size_t n)
 
     if (m == NULL) {
         conf_fail(c, RPC_NOT_FOUND, E_NOT_FOUND);
-    } else if (!m->learner &&
+    } else if (c->strict_reconfig && !m->learner &&
                roster_started_voters(&c->roster, m->id) < quorum(roster_voters(&c->roster) - 1)) {
         conf_fail(c, RPC_FAILED_PRECONDITION, E_NOT_ENOUGH);
     } else {

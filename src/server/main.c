@@ -279,6 +279,7 @@ static int server_start(struct server *sv, struct config *cfg, struct shard_conf
         .election_ms = cfg->election_timeout_ms,
         .initial = &sv->initial,
         .token = cfg->initial_cluster_token,
+        .strict_reconfig = cfg->strict_reconfig_check,
     };
     config_retention(cfg, &cc.auto_period_ms, &cc.auto_revisions);
     if (core_open(&sv->core, cfg->data_dir, &cc, &sv->env, err, sizeof(err)) != 0) {
