@@ -28,6 +28,9 @@
  * ReadIndex round (raft_read_index), and go back to their shards once
  * the applied index has reached the round's index.
  *
+ * Start-up and shutdown are in core_boot.c, snapshots in core_snap.c,
+ * membership requests and leadership transfer in core_members.c.
+ *
  * Thread: shard 0's only. The member figures it publishes (term, commit,
  * applied, leader, db size, cluster size) are atomics read by every shard.
  */
@@ -79,7 +82,7 @@ static void vec_push(struct msg_vec *v, struct shard_msg *m)
     v->v[v->n++] = m;
 }
 
-static void vec_free(struct msg_vec *v)
+void core_vec_free(struct msg_vec *v)
 {
     for (size_t i = 0; i < v->n; i++)
         shard_msg_free(v->v[i]);
@@ -100,7 +103,7 @@ static void *scratch(struct core *c, size_t n)
     return c->scratch;
 }
 
-static void publish(struct core *c)
+void core_publish(struct core *c)
 {
     struct rpc_member *m = c->env.member;
     const struct raft_conf *conf = raft_conf(c->raft);
@@ -156,7 +159,7 @@ static void hold(struct core *c, struct shard_msg *m, uint64_t snap_gen)
 /* Sends the held replies whose wait is over: compaction waiters once no
  * compaction work is left, snapshot waiters once their snapshot is
  * durable. */
-static void release_held(struct core *c)
+void core_release_held(struct core *c)
 {
     size_t j = 0;
 
@@ -541,90 +544,6 @@ static void add_entries(struct core *c, const struct raft_entry *v, uint32_t n)
     }
 }
 
-static void snap_in_drop(struct core *c)
-{
-    if (c->snap_in_path[0] != '\0')
-        unlink(c->snap_in_path);
-    c->snap_in_path[0] = '\0';
-}
-
-/* fsyncs the directory holding path. */
-static int fsync_parent(const char *path)
-{
-    char dir[4096];
-    char *slash;
-    int fd, rv;
-
-    snprintf(dir, sizeof(dir), "%s", path);
-    slash = strrchr(dir, '/');
-    if (slash == NULL)
-        return -1;
-    *slash = '\0';
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    rv = fsync(fd);
-    close(fd);
-    return rv;
-}
-
-/* The new membership of an installed snapshot: the peer net follows it. */
-static void adopt_roster(struct core *c, const uint8_t *blob, size_t len)
-{
-    struct roster old = c->roster;
-
-    if (blob == NULL || roster_decode(&c->roster, blob, len) != 0)
-        return;
-    for (unsigned i = 0; i < old.n; i++)
-        if (roster_find(&c->roster, old.m[i].id) == NULL && c->peers != NULL &&
-            old.m[i].id != c->id)
-            peer_remove_member(c->peers, old.m[i].id);
-    for (unsigned i = 0; c->peers != NULL && i < c->roster.n_removed; i++)
-        peer_mark_removed(c->peers, c->roster.removed[i]);
-    for (unsigned i = 0; i < c->roster.n; i++)
-        core_peer_update(c, &c->roster.m[i]);
-}
-
-/* Raft §7: the leader's snapshot replaces this member's state. Its file
- * becomes this member's newest snapshot (durable before anything refers
- * to it), the MVCC state is replaced while readers go on reading, and the
- * WAL gets a marker: the log restarts after the snapshot. */
-static void install_snapshot(struct core *c, const struct raft_snap_meta *meta)
-{
-    struct snapshot_point pt;
-    char path[4096];
-    char err[512];
-
-    if (c->snap_in_path[0] == '\0' || c->snap_in_index != meta->index ||
-        c->snap_in_term != meta->term) {
-        fprintf(stderr, "cetcd: fatal: Raft installs snapshot %llu, which was not received\n",
-                (unsigned long long)meta->index);
-        exit(1);
-    }
-    snapshot_path(c->snap, meta->term, meta->index, path, sizeof(path));
-    if (rename(c->snap_in_path, path) != 0 || fsync_parent(path) != 0)
-        core_fatal("installing the leader's snapshot", -errno);
-    c->snap_in_path[0] = '\0';
-    if (snapshot_install(c->snap, path, &pt, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cetcd: fatal: %s\n", err);
-        exit(1);
-    }
-    if (wal_add_snapshot(c->wal, meta->index, meta->term) != 0)
-        core_fatal("wal: snapshot marker", -EIO);
-    adopt_roster(c, pt.cluster, pt.cluster_len);
-    free(pt.cluster);
-    rpc_member_store(&c->env.member->alarms, pt.alarms);
-    c->applied = meta->index;
-    c->applied_term = meta->term;
-    c->snap_index = meta->index;
-    c->snap_term = meta->term;
-    c->compacting = false;
-    c->reclaiming = true;
-    c->snap_wal_mark = c->wal_bytes;
-    fprintf(stderr, "cetcd: installed the leader's snapshot at index %llu (revision %lld)\n",
-            (unsigned long long)meta->index, (long long)mvcc_current_revision(c->env.store));
-}
-
 static void add_hardstate(struct core *c, const struct raft_hardstate *h)
 {
     struct wal_hardstate hs = {h->term, h->vote, h->commit};
@@ -656,7 +575,7 @@ static void persist_state(struct core *c, const struct raft_ready *rd)
 static void handle_ready(struct core *c, const struct raft_ready *rd)
 {
     if (rd->has_snap)
-        install_snapshot(c, &rd->snap);
+        core_install_snapshot(c, &rd->snap);
     persist_state(c, rd);
     for (uint32_t i = 0; i < rd->n_msgs; i++)
         send_msg(c, &rd->msgs[i]);
@@ -691,7 +610,7 @@ static void batch_durable(struct core *c)
 /* Hands the pending batch to io_uring (or, at start-up, writes it now).
  * With nothing to write and nothing in flight, durable messages leave at
  * once: everything they vouch for is already durable. */
-static void submit_batch(struct core *c)
+void core_submit_batch(struct core *c)
 {
     struct batch tmp;
     char err[256];
@@ -730,7 +649,7 @@ static void submit_batch(struct core *c)
 }
 
 /* Carries out every ready Raft has. */
-static void drive(struct core *c)
+void core_drive(struct core *c)
 {
     struct raft_ready rd;
 
@@ -927,302 +846,6 @@ static void expire(struct core *c, uint64_t now)
     }
 }
 
-/* ---- start-up ---- */
-
-/* The log read back from the WAL, before Raft exists to take it. */
-struct replay {
-    struct core *c;
-    struct raft_entry *v;
-    size_t n;
-    size_t cap;
-    struct raft_hardstate hs;
-};
-
-static int replay_entry(void *arg, const struct wal_entry *e)
-{
-    struct replay *r = arg;
-    struct raft_entry *x;
-    uint8_t *data;
-
-    if (e->index <= r->c->snap_index)
-        return 0; /* the snapshot already holds it */
-    if (e->len < 1 || ((const uint8_t *)e->data)[0] > RAFT_ENTRY_CONF) {
-        fprintf(stderr, "cetcd: wal: entry %llu has no Raft entry type\n",
-                (unsigned long long)e->index);
-        return -1;
-    }
-    if (r->n == r->cap) {
-        size_t cap = r->cap != 0 ? r->cap * 2 : 1024;
-        x = realloc(r->v, cap * sizeof(*x));
-        if (x == NULL)
-            return -1;
-        r->v = x;
-        r->cap = cap;
-    }
-    data = malloc(e->len);
-    if (data == NULL)
-        return -1;
-    memcpy(data, e->data, e->len);
-    x = &r->v[r->n++];
-    x->term = e->term;
-    x->index = e->index;
-    x->type = data[0];
-    x->len = (uint32_t)(e->len - 1);
-    x->data = data + 1;
-    return 0;
-}
-
-static int replay_hardstate(void *arg, const struct wal_hardstate *hs)
-{
-    struct replay *r = arg;
-
-    r->hs.term = hs->term;
-    r->hs.vote = hs->vote;
-    r->hs.commit = hs->commit;
-    return 0;
-}
-
-/* A leader's snapshot was installed here: the log before it is
- * superseded. The snapshot loaded at start-up must cover it. */
-static int replay_snapshot(void *arg, uint64_t index, uint64_t term)
-{
-    struct replay *r = arg;
-
-    (void)term;
-    if (index > r->c->snap_index) {
-        fprintf(stderr,
-                "cetcd: wal: the log continues after snapshot %llu, which is missing or "
-                "damaged\n",
-                (unsigned long long)index);
-        return -1;
-    }
-    for (size_t i = 0; i < r->n; i++)
-        free((uint8_t *)r->v[i].data - 1);
-    r->n = 0;
-    return 0;
-}
-
-static const struct wal_replay_ops replay_ops = {
-    .entry = replay_entry,
-    .hardstate = replay_hardstate,
-    .snapshot = replay_snapshot,
-};
-
-static void replay_free(struct replay *r)
-{
-    for (size_t i = 0; i < r->n; i++)
-        free((uint8_t *)r->v[i].data - 1);
-    free(r->v);
-}
-
-static int make_dirs(const char *data_dir, char *wal_dir, size_t len, char *err, size_t err_len)
-{
-    char member[2048];
-
-    if ((size_t)snprintf(member, sizeof(member), "%s/member", data_dir) >= sizeof(member) ||
-        (size_t)snprintf(wal_dir, len, "%s/wal", member) >= len) {
-        snprintf(err, err_len, "data dir path too long: %s", data_dir);
-        return -1;
-    }
-    if ((mkdir(data_dir, 0700) != 0 && errno != EEXIST) ||
-        (mkdir(member, 0700) != 0 && errno != EEXIST)) {
-        snprintf(err, err_len, "cannot create data dir %s: %s", data_dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int load_snapshot(struct core *c, const char *data_dir, char *err, size_t err_len)
-{
-    struct snapshot_point pt;
-    bool found = false;
-
-    if (snapshot_init(&c->snap, data_dir, c->env.store, err, err_len) != 0 ||
-        snapshot_load(c->snap, &pt, &found, err, err_len) != 0)
-        return -1;
-    if (found) {
-        c->snap_index = pt.index;
-        c->snap_term = pt.term;
-        c->applied = pt.index;
-        c->applied_term = pt.term;
-        rpc_member_store(&c->env.member->alarms, pt.alarms);
-        if (pt.cluster != NULL && roster_decode(&c->roster, pt.cluster, pt.cluster_len) != 0) {
-            free(pt.cluster);
-            snprintf(err, err_len, "snapshot: the member list in it is malformed");
-            return -1;
-        }
-        free(pt.cluster);
-    }
-    return 0;
-}
-
-static struct raft_config raft_cfg(const struct core *c, const struct core_config *cfg)
-{
-    struct raft_config rc = {
-        .id = c->id,
-        .heartbeat_ticks = 1,
-        .seed = c->id ^ (uint64_t)core_now_ms(),
-        .max_inflight = 256,
-        .max_msg_bytes = 1u << 20,
-        .max_apply_bytes = 64u << 20,
-        .pre_vote = true,
-        .check_quorum = true,
-    };
-    uint64_t ticks = cfg->election_ms / c->heartbeat_ms;
-
-    rc.election_ticks = (uint32_t)(ticks < 2 ? 2 : ticks);
-    return rc;
-}
-
-/* Creates Raft from the snapshot and the replayed log. */
-static int start_raft(struct core *c, const struct core_config *cfg, struct replay *rp)
-{
-    struct raft_config rc = raft_cfg(c, cfg);
-    struct raft_boot boot = {.hs = rp->hs};
-
-    boot.snap.index = c->snap_index;
-    boot.snap.term = c->snap_term;
-    roster_conf(&c->roster, &boot.snap.conf);
-    /* A snapshot may be newer than the last durable commit record. */
-    if (boot.hs.commit < c->snap_index)
-        boot.hs.commit = c->snap_index;
-    if (boot.hs.term < c->snap_term)
-        boot.hs.term = c->snap_term;
-    c->hs_written = boot.hs;
-    c->raft = raft_new(&rc, &boot);
-    if (c->raft == NULL)
-        return -1;
-    for (size_t i = 0; i < rp->n; i++) {
-        if (raft_load(c->raft, &rp->v[i]) != 0) {
-            fprintf(stderr, "cetcd: wal: entry %llu does not follow the log\n",
-                    (unsigned long long)rp->v[i].index);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Start-up: applies what was committed, and a sole voter makes itself
- * leader, with every write synchronous (no loop runs yet). */
-static void drive_sync(struct core *c)
-{
-    const struct raft_conf *conf = raft_conf(c->raft);
-
-    c->sync_mode = true;
-    if (conf->n_voters == 1 && conf->voters[0] == c->id)
-        raft_campaign(c->raft);
-    for (unsigned i = 0; i < CORE_SYNC_READIES_MAX && raft_has_ready(c->raft); i++) {
-        drive(c);
-        submit_batch(c);
-    }
-    c->next.durable.n = 0; /* no peer is connected yet: Raft resends */
-    c->sync_mode = false;
-}
-
-/* The initial member list; a snapshot replaces it (load_snapshot). */
-static int boot_roster(struct core *c, const struct core_config *cfg, char *err, size_t err_len)
-{
-    struct roster_member *self;
-
-    if (cfg->initial != NULL)
-        c->roster = *cfg->initial;
-    self = roster_find(&c->roster, c->id);
-    if (self == NULL) {
-        snprintf(err, err_len, "member %016llx is not in the initial cluster",
-                 (unsigned long long)c->id);
-        return -1;
-    }
-    c->self = *self;
-    return 0;
-}
-
-int core_open(struct core **out, const char *data_dir, const struct core_config *cfg,
-              struct rpc_env *env, char *err, size_t err_len)
-{
-    struct core *c = calloc(1, sizeof(*c));
-    struct replay rp = {.c = c};
-    struct wal_info info;
-    char wal_dir[4096];
-
-    if (c == NULL)
-        return -1;
-    c->env = *env;
-    c->id = env->member->member_id;
-    c->strict_reconfig = cfg->strict_reconfig;
-    if (cfg->token != NULL)
-        snprintf(c->token, sizeof(c->token), "%s", cfg->token);
-    c->snapshot_count = cfg->snapshot_count != 0 ? cfg->snapshot_count : 1;
-    c->heartbeat_ms = cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : 100;
-    c->request_timeout_ms = 5000 + 2 * (cfg->election_ms != 0 ? cfg->election_ms : 1000);
-    if (boot_roster(c, cfg, err, err_len) != 0) {
-        free(c);
-        return -1;
-    }
-    if (pending_init(&c->pending, ((uint64_t)time(NULL) << 24) | 1) != 0 ||
-        make_dirs(data_dir, wal_dir, sizeof(wal_dir), err, err_len) != 0 ||
-        load_snapshot(c, data_dir, err, err_len) != 0 ||
-        wal_open(wal_dir, &replay_ops, &rp, &c->wal, &info, err, err_len) != 0 ||
-        start_raft(c, cfg, &rp) != 0) {
-        if (err[0] == '\0')
-            snprintf(err, err_len, "cannot start Raft from the data dir");
-        replay_free(&rp);
-        core_close(c);
-        return -1;
-    }
-    replay_free(&rp);
-    autoc_init(&c->autoc, cfg->auto_period_ms, cfg->auto_revisions, core_now_ms(),
-               mvcc_current_revision(c->env.store));
-    if (info.torn_bytes > 0)
-        fprintf(stderr, "cetcd: wal: cut a torn tail of %llu bytes\n",
-                (unsigned long long)info.torn_bytes);
-    /* A leader's snapshot was installed but the marker after it was torn
-     * off: the log must restart after the snapshot again. */
-    if (info.last_index < c->snap_index &&
-        (wal_add_snapshot(c->wal, c->snap_index, c->snap_term) != 0 ||
-         wal_batch_sync(c->wal, err, err_len) != 0)) {
-        core_close(c);
-        return -1;
-    }
-    drive_sync(c);
-    publish(c);
-    *out = c;
-    return 0;
-}
-
-/* After the loops stopped (a batch still in flight was never made durable
- * and was never answered). */
-void core_close(struct core *c)
-{
-    if (c == NULL)
-        return;
-    snapshot_fini(c->snap);
-    if (c->wal != NULL)
-        wal_close(c->wal);
-    if (c->raft != NULL)
-        raft_free(c->raft);
-    pending_fini(&c->pending);
-    core_members_free(c);
-    snap_in_drop(c);
-    for (size_t i = 0; i < c->unled.n; i++)
-        shard_msg_free(c->unled.v[i]);
-    free(c->unled.v);
-    free(c->unled.deadline_ms);
-    vec_free(&c->reads);
-    for (unsigned k = 0; k < c->n_rounds; k++)
-        vec_free(&c->rounds[k].msgs);
-    for (size_t i = 0; i < c->held.n; i++)
-        shard_msg_free(c->held.v[i].m);
-    free(c->held.v);
-    for (size_t i = 0; i < c->next.durable.n; i++)
-        free((void *)c->next.durable.v[i].entries);
-    for (size_t i = 0; i < c->inflight.durable.n; i++)
-        free((void *)c->inflight.durable.v[i].entries);
-    free(c->next.durable.v);
-    free(c->inflight.durable.v);
-    free(c->scratch);
-    free(c);
-}
-
 void core_attach(struct core *c, struct shard_set *set, struct peer_net *peers)
 {
     c->set = set;
@@ -1304,89 +927,6 @@ static void arm_timers(struct core *c)
     }
 }
 
-/* --snapshot-count entries since the last snapshot, as etcd; and, unlike
- * etcd (whose snapshot is its database file, already on disk), at least as
- * many WAL bytes as the last snapshot took: a snapshot here rewrites the
- * whole state, and this bounds what snapshots write to what the log
- * wrote. Restart then replays at most about one state's worth of log. */
-static bool snapshot_due(const struct core *c)
-{
-    return c->applied - c->snap_index >= c->snapshot_count &&
-           c->wal_bytes - c->snap_wal_mark >= snapshot_size_bytes(c->snap);
-}
-
-/* A snapshot is durable: the WAL is released one snapshot behind (should
- * the newest snapshot be damaged, the one before it still has its WAL).
- * Raft may send it to followers from now on, and drops from memory the
- * log up to CORE_CATCHUP_ENTRIES before it (all of it for a sole member):
- * a follower further behind than that gets the snapshot. */
-static void snapshot_durable(struct core *c, const struct snapshot_point *pt)
-{
-    struct raft_snap_meta meta = {.index = pt->index, .term = pt->term, .conf = c->snap_conf};
-    const struct raft_conf *conf = raft_conf(c->raft);
-    char err[256];
-
-    if (c->snap_index != 0 && wal_release(c->wal, c->snap_index, err, sizeof(err)) < 0)
-        fprintf(stderr, "cetcd: wal release: %s\n", err);
-    c->snap_index = pt->index;
-    c->snap_term = pt->term;
-    raft_snapshot_taken(c->raft, &meta);
-    if (conf->n_voters + conf->n_learners == 1)
-        raft_compact(c->raft, pt->index);
-    else if (pt->index > CORE_CATCHUP_ENTRIES)
-        raft_compact(c->raft, pt->index - CORE_CATCHUP_ENTRIES);
-    publish(c);
-}
-
-/* Bounded background work, once per turn: a compaction step, snapshot
- * completion, a new snapshot every --snapshot-count entries or when a
- * defragment asks. */
-static void background(struct core *c)
-{
-    struct snapshot_point pt;
-    int rv;
-    bool was_compacting = c->compacting;
-
-    /* Every compaction (asked for or automatic) has physical work to do;
-     * a step is a no-op when there is none. */
-    c->compacting = mvcc_compact_step(c->env.store, COMPACT_STEP_KEYS);
-    /* The state a snapshot install replaced is freed in bounded steps. */
-    if (c->reclaiming)
-        c->reclaiming = mvcc_reclaim(c->env.store, RECLAIM_STEP_OBJECTS);
-    if (was_compacting && !c->compacting)
-        release_held(c);
-    rv = snapshot_poll(c->snap, &pt);
-    if (rv != 0) {
-        c->snap_gen_done++;
-        if (rv > 0)
-            snapshot_durable(c, &pt);
-        else
-            c->snap_wanted = true; /* failed: try again */
-        release_held(c);
-    }
-    if (!snapshot_busy(c->snap) && c->applied > c->snap_index &&
-        (c->snap_wanted || snapshot_due(c))) {
-        pt.index = c->applied;
-        pt.term = c->applied_term;
-        pt.alarms = rpc_member_load(&c->env.member->alarms);
-        pt.cluster = roster_encode(&c->roster, &pt.cluster_len);
-        c->snap_conf = *raft_conf(c->raft);
-        rv = pt.cluster != NULL ? snapshot_start(c->snap, &pt) : -1;
-        free(pt.cluster);
-        if (rv == 0) {
-            c->snap_wal_mark = c->wal_bytes;
-            c->snap_gen++;
-            c->snap_wanted = false;
-        }
-    } else if (c->snap_wanted && !snapshot_busy(c->snap) && c->applied == c->snap_index) {
-        /* Nothing new since the last snapshot: it is the fresh one. */
-        c->snap_gen++;
-        c->snap_gen_done++;
-        c->snap_wanted = false;
-        release_held(c);
-    }
-}
-
 /* ---- the loop hooks ---- */
 
 static void core_turn(void *arg)
@@ -1398,18 +938,18 @@ static void core_turn(void *arg)
         retry_unled(c, core_now_ms());
     publish_self(c, core_now_ms());
     start_reads(c);
-    drive(c);
+    core_drive(c);
     core_members_turn(c, core_now_ms());
     serve_reads(c);
-    background(c);
-    submit_batch(c);
+    core_background(c);
+    core_submit_batch(c);
     if (c->peers != NULL) {
         peer_turn(c->peers, core_now_ms());
         if (c->n_drop != 0)
             drop_peers(c, core_now_ms());
     }
     arm_timers(c);
-    publish(c);
+    core_publish(c);
     shard_core_flush(c->set);
 }
 
@@ -1472,29 +1012,6 @@ static void on_peer_msg(void *arg, const struct raft_msg *m)
     raft_step(c->raft, m);
 }
 
-/* A leader's snapshot arrived whole: checked here (every CRC, and the
- * point it claims), kept, and its SNAP message handed to Raft, which
- * decides whether to install it (install_snapshot). */
-static void on_peer_snapshot(void *arg, const struct raft_msg *m, const char *path)
-{
-    struct core *c = *(struct core **)arg;
-    uint64_t term = 0, index = 0;
-    char err[512];
-
-    if (snap_validate(path, &term, &index, err, sizeof(err)) != 0 || term != m->snap.term ||
-        index != m->snap.index) {
-        fprintf(stderr, "cetcd: snapshot from %016llx refused: %s\n", (unsigned long long)m->from,
-                err[0] != '\0' ? err : "wrong point");
-        unlink(path);
-        return;
-    }
-    snap_in_drop(c);
-    snprintf(c->snap_in_path, sizeof(c->snap_in_path), "%s", path);
-    c->snap_in_index = index;
-    c->snap_in_term = term;
-    raft_step(c->raft, m);
-}
-
 static void on_snapshot_sent(void *arg, uint64_t to, bool ok)
 {
     struct core *c = *(struct core **)arg;
@@ -1541,7 +1058,7 @@ const struct peer_ops core_peer_ops = {
     .on_members = on_members,
     .on_removed = on_removed,
     .on_msg = on_peer_msg,
-    .on_snapshot = on_peer_snapshot,
+    .on_snapshot = core_on_peer_snapshot,
     .on_snapshot_sent = on_snapshot_sent,
     .on_unreachable = on_unreachable,
 };

@@ -204,6 +204,25 @@ void core_propose_or_wait(struct core *c, struct shard_msg *m);
 /* Points the peer net at a member's peer URLs. */
 void core_peer_update(struct core *c, const struct roster_member *m);
 
+void core_vec_free(struct msg_vec *v);
+/* Stores the figures shards read (term, commit, applied, leader, ...). */
+void core_publish(struct core *c);
+/* Sends the held replies whose wait (compaction, snapshot) is over. */
+void core_release_held(struct core *c);
+/* Carries out every ready Raft has; hands the WAL batch to io_uring (or,
+ * at start-up, writes it at once). */
+void core_drive(struct core *c);
+void core_submit_batch(struct core *c);
+
+/* core_snap.c */
+/* Once per turn: compaction and reclaim steps, snapshot completion, a new
+ * snapshot when due. */
+void core_background(struct core *c);
+/* Raft installs the leader's snapshot that core_on_peer_snapshot kept. */
+void core_install_snapshot(struct core *c, const struct raft_snap_meta *meta);
+void core_on_peer_snapshot(void *arg, const struct raft_msg *m, const char *path);
+void core_snap_in_drop(struct core *c);
+
 /* core_members.c */
 /* A membership request or MoveLeader from a client (m->data[0] is its
  * RPC_LOCAL_* type). */
