@@ -846,6 +846,8 @@ static void expire(struct core *c, uint64_t now)
     }
 }
 
+static void arm_timers(struct core *c);
+
 void core_attach(struct core *c, struct shard_set *set, struct peer_net *peers)
 {
     c->set = set;
@@ -857,6 +859,11 @@ void core_attach(struct core *c, struct shard_set *set, struct peer_net *peers)
     /* A member that applied its own removal before a restart stops again. */
     if (roster_find(&c->roster, c->id) == NULL)
         c->removed = true;
+    /* The loop only turns on completions: queue the first ones (the tick,
+     * the dials) so that it gets going without any client. */
+    arm_timers(c);
+    if (c->peers != NULL)
+        peer_turn(c->peers, core_now_ms());
 }
 
 /* Once there is a leader, this member publishes its name and client URLs

@@ -25,6 +25,9 @@
 #      --initial-cluster-state existing, catches up, is promoted; a voter
 #      is removed and stops by itself; another is removed while down and
 #      stops by itself when it comes back;
+#  (i) (run before f) five members: writes through each; with the leader
+#      and one more killed, the other three elect a leader, take writes and
+#      read every acknowledged one;
 #  (f) a second cluster with the same settings given as YAML config files
 #      (--config-file, etcd's keys): a leader, `member list` names every
 #      member with its URLs, writes through one member read through another.
@@ -159,6 +162,21 @@ for n in "${NODES[@]}"; do
 	check "member list shows $n started with its peer URL" \
 		grep -qF "started, $n, http://127.0.0.1:${PPORT[$n]}, " <<<"$list"
 done
+
+target="$(for n in "${NODES[@]}"; do [[ "$n" != "$leader" ]] && echo "$n" && break; done)"
+# (IDs from `member list`: jq would round 64-bit numbers.)
+hex_id() { ctl "${NODES[0]}" member list | awk -F', ' -v n="$1" '$3 == n { print $1 }'; }
+tid_hex="$(hex_id "$target")"
+out="$(timeout -k 2 30 "$ETCDCTL_BIN" --endpoints="$(node_url "${NODES[0]}"),$(node_url "${NODES[1]}"),$(node_url "${NODES[2]}")" \
+	--command-timeout=10s move-leader "$tid_hex" 2>&1 || true)"
+check "move-leader to $target" grep -q "Leadership transferred" <<<"$out"
+check "$target leads now" test "$(wait_leader $((10 * ELECTION_MS)) "${NODES[@]}")" = "$target"
+leader="$target"
+out="$(ctl "$leader" member update "$(hex_id "${NODES[0]}")" \
+	--peer-urls="http://127.0.0.1:${PPORT[${NODES[0]}]}" 2>&1 || true)"
+check "member update (same peer URLs)" grep -q "updated in cluster" <<<"$out"
+check "member update of an unknown ID: etcd's error" \
+	grep -q "etcdserver: member not found" <<<"$(ctl "$leader" member update 1234 --peer-urls=http://127.0.0.1:1 2>&1)"
 
 # (c) ---------------------------------------------------------------------
 survivors=()
@@ -351,6 +369,56 @@ check "$down, removed while down, stops by itself once back" test "$ok" = 1
 check "$down says why" grep -q "this member was removed from the cluster" "$(node_log "$down")"
 check "two members left, and they take writes" ctl infra3 put two-left yes
 stop_node infra3
+
+# (i) ---------------------------------------------------------------------
+# Five members: any two may fail.
+FIVE=(five0 five1 five2 five3 five4)
+declare -A P5
+cluster5=""
+for n in "${FIVE[@]}"; do
+	P5[$n]="$(free_port)"
+	cluster5+="${cluster5:+,}$n=http://127.0.0.1:${P5[$n]}"
+done
+for n in "${FIVE[@]}"; do
+	E2E_PEER_URL="http://127.0.0.1:${P5[$n]}" start_cetcd "$n" \
+		--listen-peer-urls "http://127.0.0.1:${P5[$n]}" \
+		--initial-cluster "$cluster5" --initial-cluster-state new \
+		--initial-cluster-token "five-$token" --election-timeout "$ELECTION_MS" \
+		--heartbeat-interval 100
+done
+for n in "${FIVE[@]}"; do
+	wait_ready "$n"
+done
+lead5="$(wait_leader $((10 * ELECTION_MS)) "${FIVE[@]}")" || fail "five members: no leader"
+check "five members agree on a leader" test -n "$lead5"
+writes=0
+for n in "${FIVE[@]}"; do
+	ctl "$n" put "five/$n" "$n" >/dev/null 2>&1 && writes=$((writes + 1))
+done
+check_eq "a write through each of the five" 5 "$writes"
+# Kill the leader and one more.
+other="${FIVE[0]}"
+[[ "$other" != "$lead5" ]] || other="${FIVE[1]}"
+kill_node "$lead5"
+kill_node "$other"
+alive=()
+for n in "${FIVE[@]}"; do
+	[[ "$n" == "$lead5" || "$n" == "$other" ]] || alive+=("$n")
+done
+wait_leader $((10 * ELECTION_MS)) "${alive[@]}" >/dev/null ||
+	fail "five members: no leader after two were killed"
+check "three of five take writes" ctl "${alive[0]}" put five/after yes
+ok=1
+for n in "${alive[@]}"; do
+	for k in "${FIVE[@]}"; do
+		[[ "$(ctl "$n" get "five/$k" --print-value-only 2>/dev/null)" == "$k" ]] || ok=0
+	done
+	[[ "$(ctl "$n" get five/after --print-value-only 2>/dev/null)" == yes ]] || ok=0
+done
+check "the three survivors read every acknowledged write" test "$ok" = 1
+for n in "${alive[@]}"; do
+	stop_node "$n"
+done
 
 # (f) ---------------------------------------------------------------------
 for n in "${NODES[@]}"; do
