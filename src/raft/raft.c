@@ -266,11 +266,16 @@ static bool from_leader(uint8_t type)
 /* Messages from members this one does not know are dropped, except what
  * only a leader sends: a member whose membership is behind (it was down
  * while the leader was added) must still hear the leader to catch up.
- * The term rules still apply to those (found by the simulator, seed 212). */
+ * The term rules still apply to those (found by the simulator, seed 212).
+ * Nor are (pre)vote requests dropped. Thesis §4.1: "servers process
+ * incoming RPC requests without consulting their current configurations";
+ * a member that has not applied the addition of a new voter must still
+ * answer it, or the members that have applied it (and count on that
+ * vote) may never elect anyone (found by the simulator, seed 11043). */
 static bool sender_known(const struct raft *r, const struct raft_msg *m)
 {
     return conf_member(&r->conf, m->from) || !conf_member(&r->conf, r->cfg.id) ||
-           from_leader(m->type);
+           from_leader(m->type) || is_vote(m->type);
 }
 
 /* Raft §5.1, with etcd's refinements: false if m is to be ignored. */

@@ -222,10 +222,12 @@ static void note_unreachable(struct core *c, uint64_t id)
         c->unreachable[c->n_unreachable++] = id;
 }
 
-static void note_snap_failed(struct core *c, uint64_t id)
+static void note_snap_done(struct core *c, uint64_t id, bool ok)
 {
-    if (c->n_snap_failed < RAFT_MEMBERS_MAX)
-        c->snap_failed[c->n_snap_failed++] = id;
+    if (c->n_snap_done < RAFT_MEMBERS_MAX) {
+        c->snap_done[c->n_snap_done] = id;
+        c->snap_done_ok[c->n_snap_done++] = ok;
+    }
 }
 
 static void report_unreachable(struct core *c)
@@ -233,9 +235,9 @@ static void report_unreachable(struct core *c)
     for (unsigned i = 0; i < c->n_unreachable; i++)
         raft_report_unreachable(c->raft, c->unreachable[i]);
     c->n_unreachable = 0;
-    for (unsigned i = 0; i < c->n_snap_failed; i++)
-        raft_report_snapshot(c->raft, c->snap_failed[i], false);
-    c->n_snap_failed = 0;
+    for (unsigned i = 0; i < c->n_snap_done; i++)
+        raft_report_snapshot(c->raft, c->snap_done[i], c->snap_done_ok[i]);
+    c->n_snap_done = 0;
 }
 
 /* A SNAP message goes with its snapshot file, streamed by the peer net;
@@ -253,7 +255,7 @@ static void send_msg(struct core *c, const struct raft_msg *m)
     }
     snapshot_path(c->snap, m->snap.term, m->snap.index, path, sizeof(path));
     if (peer_send_snapshot(c->peers, m, path) != 0)
-        note_snap_failed(c, m->to);
+        note_snap_done(c, m->to, false);
     else
         fprintf(stderr, "cetcd: sending snapshot at index %llu to %016llx\n",
                 (unsigned long long)m->snap.index, (unsigned long long)m->to);
@@ -1023,9 +1025,9 @@ static void on_snapshot_sent(void *arg, uint64_t to, bool ok)
 {
     struct core *c = *(struct core **)arg;
 
-    if (c->in_ready && !ok)
-        note_snap_failed(c, to);
-    else if (!c->in_ready)
+    if (c->in_ready)
+        note_snap_done(c, to, ok); /* reported right after the ready */
+    else
         raft_report_snapshot(c->raft, to, ok);
 }
 

@@ -152,8 +152,9 @@ struct core {
      * ready being carried out (no Raft call may come in between). */
     uint64_t unreachable[RAFT_MEMBERS_MAX];
     unsigned n_unreachable;
-    uint64_t snap_failed[RAFT_MEMBERS_MAX]; /* snapshot sends that failed */
-    unsigned n_snap_failed;
+    uint64_t snap_done[RAFT_MEMBERS_MAX]; /* snapshot sends that ended (to report) */
+    bool snap_done_ok[RAFT_MEMBERS_MAX];
+    unsigned n_snap_done;
     bool in_ready;
     struct raft_conf snap_conf; /* the membership when the running snapshot started */
     /* A leader's snapshot received whole and checked, waiting for Raft to

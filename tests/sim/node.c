@@ -196,6 +196,23 @@ static void net_post(struct sim *s, struct node *n, struct netmsg *nm, bool imme
         net_post_snap(s, n, nm);
         return;
     }
+    if (sim_queue_full(s, n->id, nm->m.to)) {
+        /* The driver's send queue to that peer is full: it drops the
+         * message and reports the peer unreachable at once, which raft
+         * takes only after raft_advance() (node_drain does it then). */
+        uint64_t to = nm->m.to;
+        s->st.qfull_drops++;
+        if (s->verbose)
+            sim_trace(s, "queue full: drop %s %llu->%llu idx=%llu n=%u", msg_name(nm->m.type),
+                      (unsigned long long)n->id, (unsigned long long)to,
+                      (unsigned long long)nm->m.index, nm->m.n_entries);
+        netmsg_free(nm);
+        if (n->in_ready)
+            n->unreach[to] = true;
+        else
+            raft_report_unreachable(n->r, to);
+        return;
+    }
     if (!s->final && rng_permille(&s->rng, s->loss_pm)) {
         s->st.msgs_lost++;
         netmsg_free(nm);
@@ -217,6 +234,11 @@ void net_deliver(struct sim *s, struct netmsg *nm)
     struct node *to = &s->nodes[nm->m.to];
     uint64_t from = nm->m.from;
     bool cut = sim_link_cut(s, from, nm->m.to);
+    if (nm->reset) {
+        s->st.msgs_lost++;
+        netmsg_free(nm);
+        return;
+    }
     if (to->state != NODE_UP || cut) {
         s->st.msgs_lost++;
         if (nm->has_snapdata)
@@ -712,8 +734,16 @@ void node_drain(struct sim *s, struct node *n)
         if (!raft_ready(n->r, &rd))
             sim_fail(s, "ready", "member %llu: raft_has_ready but raft_ready is empty",
                      (unsigned long long)n->id);
+        n->in_ready = true;
         process_ready(s, n, &rd);
         raft_advance(n->r);
+        n->in_ready = false;
+        for (uint64_t to = 1; to < SIM_ID_MAX; to++) {
+            if (n->unreach[to]) {
+                n->unreach[to] = false;
+                raft_report_unreachable(n->r, to);
+            }
+        }
         if (!conf_equal(&n->conf, raft_conf(n->r)))
             sim_fail(s, "membership",
                      "member %llu: raft_conf() has %u voters %u learners, the entries applied "

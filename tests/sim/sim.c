@@ -14,8 +14,18 @@
  * one-way partitions, loss, duplication, long delays, slow disks, failed
  * snapshot transfers, leadership transfers and membership changes (one at
  * a time, voters never below the starting count, at most a minority of
- * voters down). Then everything heals and a leader must be elected and a
- * final proposal applied on every member within SIM_FINAL_TICKS ticks.
+ * voters down), and heavy load phases: several proposals a tick, mostly
+ * on the leader, while send queues overflow in bursts (the message is
+ * dropped and raft_report_unreachable() called at once, after
+ * raft_advance() if it happened inside a ready) and connections reset
+ * (every message in flight on the link lost, the sender told). Half the
+ * runs end their faulty stretch under heavy load. Then everything heals
+ * and crashed members restart. First, with no new proposal, the leader
+ * must commit its whole log and every member apply it (idle liveness:
+ * once all live members follow one leader, SIM_IDLE_HB heartbeat
+ * intervals without any progress fail, and so does not getting there
+ * within SIM_FINAL_TICKS ticks); then a final proposal must be applied
+ * on every member within SIM_FINAL_TICKS ticks.
  *
  * Determinism: all randomness comes from one splitmix64 stream seeded by
  * (seed, members); raft's own seeds are derived from it. The simulator
@@ -99,6 +109,13 @@ bool sim_link_cut(const struct sim *s, uint64_t from, uint64_t to)
     return from < SIM_ID_MAX && to < SIM_ID_MAX && s->now < s->cut_until[from][to];
 }
 
+/* Called for each message sent: true drops it as a full send queue would. */
+bool sim_queue_full(struct sim *s, uint64_t from, uint64_t to)
+{
+    return !s->final && from < SIM_ID_MAX && to < SIM_ID_MAX && s->now < s->qfull_until[from][to] &&
+           rng_permille(&s->rng, s->qfull_pm);
+}
+
 /* ---- helpers ---- */
 
 static struct node *live_node(struct sim *s, uint64_t id, uint32_t inc)
@@ -142,24 +159,95 @@ static uint32_t voters_down(const struct sim *s)
 
 /* ---- clients ---- */
 
+static void propose_one(struct sim *s, struct node *n)
+{
+    uint8_t buf[64];
+    uint32_t len = 9 + (uint32_t)rng_below(&s->rng, 40);
+    uint64_t seq = ++s->prop_seq;
+    buf[0] = 'P';
+    memcpy(buf + 1, &seq, sizeof(seq));
+    for (uint32_t i = 9; i < len; i++)
+        buf[i] = (uint8_t)rng_next(&s->rng);
+    int rv = raft_propose(n->r, buf, len);
+    sim_trace(s, "propose #%llu on %llu: %d", (unsigned long long)seq, (unsigned long long)n->id,
+              rv);
+    if (rv == 0)
+        s->st.proposals++;
+}
+
+/* A burst of full send queues: for a while most messages from one member
+ * to another are dropped (sim_queue_full). */
+static void qfull_burst(struct sim *s, struct node *from)
+{
+    struct node *to = random_up(s);
+    if (!from || !to || from == to)
+        return;
+    uint64_t until = s->now + 20 + rng_below(&s->rng, 3 * SIM_TICK_UNITS);
+    if (s->qfull_until[from->id][to->id] < until)
+        s->qfull_until[from->id][to->id] = until;
+    sim_trace(s, "queue full %llu -> %llu until t=%llu.%02llu", (unsigned long long)from->id,
+              (unsigned long long)to->id, (unsigned long long)(until / SIM_TICK_UNITS),
+              (unsigned long long)(until % SIM_TICK_UNITS));
+}
+
+/* The connection from -> to breaks: every message queued on it (in
+ * flight here) is lost and the sender hears at once that the peer is
+ * unreachable, as the driver's peer net reports a dropped queue. */
+static void link_reset(struct sim *s, struct node *from, struct node *to)
+{
+    if (!from || !to || from == to)
+        return;
+    uint32_t lost = 0;
+    for (uint32_t i = 0; i < s->heap_n; i++) {
+        struct netmsg *nm = s->heap[i].nm;
+        if (s->heap[i].kind == EV_MSG && nm && !nm->has_snapdata && nm->m.from == from->id &&
+            nm->m.to == to->id && nm->from_inc == from->inc && !nm->reset) {
+            nm->reset = true;
+            lost++;
+        }
+    }
+    s->st.link_resets++;
+    sim_trace(s, "connection %llu -> %llu reset: %u messages lost", (unsigned long long)from->id,
+              (unsigned long long)to->id, lost);
+    raft_report_unreachable(from->r, to->id);
+}
+
+static void heavy_start(struct sim *s, uint64_t until)
+{
+    s->heavy_until = until;
+    s->qfull_pm = rng_permille(&s->rng, 300) ? 1000 : 300 + (uint32_t)rng_below(&s->rng, 701);
+    s->st.heavy_phases++;
+    sim_trace(s, "heavy load until t=%llu, queue-full drops %u%%",
+              (unsigned long long)(until / SIM_TICK_UNITS), s->qfull_pm / 10);
+}
+
+/* Normal load: a proposal every 0.1-2 ticks on a random member. Heavy
+ * load: several a tick, mostly on the leader, so many appends are in
+ * flight per follower, and now and then a send queue overflows. */
 static void client_propose(struct sim *s)
 {
-    struct node *n = random_up(s);
-    if (n) {
-        uint8_t buf[64];
-        uint32_t len = 9 + (uint32_t)rng_below(&s->rng, 40);
-        uint64_t seq = ++s->prop_seq;
-        buf[0] = 'P';
-        memcpy(buf + 1, &seq, sizeof(seq));
-        for (uint32_t i = 9; i < len; i++)
-            buf[i] = (uint8_t)rng_next(&s->rng);
-        int rv = raft_propose(n->r, buf, len);
-        sim_trace(s, "propose #%llu on %llu: %d", (unsigned long long)seq,
-                  (unsigned long long)n->id, rv);
-        if (rv == 0)
-            s->st.proposals++;
+    if (s->now >= s->heavy_until) {
+        struct node *n = random_up(s);
+        if (n)
+            propose_one(s, n);
+        sim_schedule(s, s->now + 10 + rng_below(&s->rng, 200), EV_PROPOSE, 0, 0, 0, NULL);
+        return;
     }
-    sim_schedule(s, s->now + 10 + rng_below(&s->rng, 200), EV_PROPOSE, 0, 0, 0, NULL);
+    struct node *l = current_leader(s);
+    uint64_t k = 1 + rng_below(&s->rng, 8);
+    /* Clients have a bounded number of requests outstanding. */
+    if (l && raft_last_index(l->r) - raft_commit_index(l->r) > SIM_HEAVY_OUTSTANDING)
+        k = 0;
+    for (uint64_t i = 0; i < k; i++) {
+        struct node *n = l && rng_permille(&s->rng, 800) ? l : random_up(s);
+        if (n)
+            propose_one(s, n);
+    }
+    if (rng_permille(&s->rng, 150))
+        qfull_burst(s, l && rng_permille(&s->rng, 800) ? l : random_up(s));
+    if (rng_permille(&s->rng, 40))
+        link_reset(s, l && rng_permille(&s->rng, 800) ? l : random_up(s), random_up(s));
+    sim_schedule(s, s->now + 5 + rng_below(&s->rng, 30), EV_PROPOSE, 0, 0, 0, NULL);
 }
 
 static uint64_t read_floor(struct sim *s)
@@ -343,6 +431,8 @@ static void chaos(struct sim *s)
             sim_trace(s, "member %llu campaigns", (unsigned long long)n->id);
             raft_campaign(n->r);
         }
+    } else if (pick < 90 && s->now >= s->heavy_until) {
+        heavy_start(s, s->now + (5 + rng_below(&s->rng, 30)) * SIM_TICK_UNITS);
     }
     sim_schedule(s, s->now + 50 + rng_below(&s->rng, 400), EV_CHAOS, 0, 0, 0, NULL);
 }
@@ -374,7 +464,10 @@ static void final_start(struct sim *s)
     s->final = true;
     s->final_start = s->now;
     s->final_next_try = s->now;
+    s->idle_since = s->now;
     memset(s->cut_until, 0, sizeof(s->cut_until));
+    memset(s->qfull_until, 0, sizeof(s->qfull_until));
+    s->heavy_until = 0;
     s->loss_pm = 0;
     s->dup_pm = 0;
     s->delay_max = 20;
@@ -388,25 +481,150 @@ static void final_start(struct sim *s)
     }
 }
 
+/* One line per live member, and the leader's view of each, for a report. */
+static void cluster_detail(struct sim *s, char *out, size_t cap)
+{
+    struct node *l = current_leader(s);
+    int off = 0;
+    out[0] = '\0';
+    for (uint64_t id = 1; id < SIM_ID_MAX && off >= 0 && (size_t)off + 160 < cap; id++) {
+        struct node *n = &s->nodes[id];
+        struct raft_progress_info pi;
+        if (n->state != NODE_UP)
+            continue;
+        off += snprintf(
+            out + off, cap - (size_t)off,
+            " [%llu role=%d term=%llu leader=%llu last=%llu commit=%llu applied=%llu",
+            (unsigned long long)id, raft_role(n->r), (unsigned long long)raft_term(n->r),
+            (unsigned long long)raft_leader(n->r), (unsigned long long)raft_last_index(n->r),
+            (unsigned long long)raft_commit_index(n->r), (unsigned long long)n->applied);
+        if (l && n != l && raft_progress(l->r, id, &pi) == 0)
+            off += snprintf(out + off, cap - (size_t)off,
+                            " | leader sees match=%llu next=%llu state=%u active=%d",
+                            (unsigned long long)pi.match, (unsigned long long)pi.next, pi.state,
+                            pi.recent_active);
+        if (l && !conf_has(raft_conf(n->r), l->id))
+            off += snprintf(out + off, cap - (size_t)off, " conf-lacks-leader");
+        off += snprintf(out + off, cap - (size_t)off, "]");
+    }
+}
+
+static uint64_t conf_member_at(const struct raft_conf *c, uint32_t i)
+{
+    return i < c->n_voters ? c->voters[i] : c->learners[i - c->n_voters];
+}
+
+/* Every live member of the committed membership follows l in l's term. */
+static bool leader_stable(struct sim *s, const struct node *l)
+{
+    const struct raft_conf *c = &s->g.conf;
+    for (uint32_t i = 0; i < c->n_voters + c->n_learners; i++) {
+        const struct node *n = &s->nodes[conf_member_at(c, i)];
+        if (n->state == NODE_UP &&
+            (raft_leader(n->r) != l->id || raft_term(n->r) != raft_term(l->r)))
+            return false;
+    }
+    return true;
+}
+
+/* l has committed its whole log and every member has applied it. */
+static bool caught_up(struct sim *s, const struct node *l)
+{
+    uint64_t last = raft_last_index(l->r);
+    if (raft_commit_index(l->r) != last)
+        return false;
+    const struct raft_conf *c = &s->g.conf;
+    for (uint32_t i = 0; i < c->n_voters + c->n_learners; i++) {
+        const struct node *n = &s->nodes[conf_member_at(c, i)];
+        if (n->state != NODE_UP || n->applied < last)
+            return false;
+    }
+    return true;
+}
+
+/* Changes whenever a log grows or shrinks, a commit or applied index
+ * moves, or the leader learns a follower matches further. */
+static uint64_t progress_sig(struct sim *s, struct node *l)
+{
+    uint64_t h = 0;
+    for (uint64_t id = 1; id < SIM_ID_MAX; id++) {
+        struct node *n = &s->nodes[id];
+        struct raft_progress_info pi;
+        if (n->state != NODE_UP)
+            continue;
+        h = hash64(h ^ id);
+        h = hash64(h ^ raft_last_index(n->r));
+        h = hash64(h ^ raft_commit_index(n->r));
+        h = hash64(h ^ n->applied);
+        if (raft_progress(l->r, id, &pi) == 0)
+            h = hash64(h ^ pi.match);
+    }
+    return h;
+}
+
+/* Raft §5.3: the leader retries AppendEntries indefinitely, so with no
+ * new proposal at all an idle leader must still bring every follower up
+ * to date and commit its whole log (queue-full drops, lost answers and
+ * full windows of the faulty stretch must not leave entries hanging).
+ * Once all live members follow one leader, a stretch of SIM_IDLE_HB
+ * heartbeat intervals in which nothing progresses is a failure; so is
+ * not getting there within SIM_FINAL_TICKS. */
+static bool idle_check(struct sim *s)
+{
+    char detail[1600];
+    struct node *l = current_leader(s);
+    uint64_t limit = (uint64_t)SIM_IDLE_HB * s->cfg.heartbeat_ticks * SIM_TICK_UNITS;
+    if (l && leader_stable(s, l) && caught_up(s, l)) {
+        s->idle_done = true;
+        s->prop_start = s->now;
+        s->final_next_try = s->now;
+        s->st.idle_ticks = (s->now - s->final_start) / SIM_TICK_UNITS;
+        sim_trace(s, "idle: leader %llu committed and everyone applied %llu",
+                  (unsigned long long)l->id, (unsigned long long)raft_last_index(l->r));
+        return true;
+    }
+    if (s->now > s->final_start + SIM_FINAL_TICKS * SIM_TICK_UNITS) {
+        cluster_detail(s, detail, sizeof(detail));
+        sim_fail(s, "idle liveness",
+                 "%d ticks after the faults stopped, with no new proposal, the log is not "
+                 "committed and applied everywhere:%s",
+                 SIM_FINAL_TICKS, detail);
+    }
+    if (!l || !leader_stable(s, l)) {
+        s->idle_leader = 0;
+        return false;
+    }
+    uint64_t sig = progress_sig(s, l);
+    if (s->idle_leader != l->id || s->idle_term != raft_term(l->r) || s->idle_sig != sig) {
+        s->idle_leader = l->id;
+        s->idle_term = raft_term(l->r);
+        s->idle_sig = sig;
+        s->idle_since = s->now;
+        return false;
+    }
+    if (s->now > s->idle_since + limit) {
+        cluster_detail(s, detail, sizeof(detail));
+        sim_fail(s, "idle liveness",
+                 "leader %llu (term %llu) is followed by everyone, no proposal is made, and "
+                 "for %llu ticks (%d heartbeat intervals) nothing progresses; last %llu, "
+                 "commit %llu:%s",
+                 (unsigned long long)l->id, (unsigned long long)raft_term(l->r),
+                 (unsigned long long)(limit / SIM_TICK_UNITS), SIM_IDLE_HB,
+                 (unsigned long long)raft_last_index(l->r),
+                 (unsigned long long)raft_commit_index(l->r), detail);
+    }
+    return false;
+}
+
 static bool final_done(struct sim *s)
 {
-    if (s->now > s->final_start + SIM_FINAL_TICKS * SIM_TICK_UNITS) {
-        const struct node *l = current_leader(s);
-        char detail[900];
-        int off = 0;
-        for (uint64_t id = 1; id < SIM_ID_MAX && off < 750; id++) {
-            struct node *n = &s->nodes[id];
-            if (n->state == NODE_UP)
-                off += snprintf(
-                    detail + off, sizeof(detail) - (size_t)off,
-                    " [%llu role=%d term=%llu leader=%llu commit=%llu applied=%llu%s]",
-                    (unsigned long long)id, raft_role(n->r), (unsigned long long)raft_term(n->r),
-                    (unsigned long long)raft_leader(n->r),
-                    (unsigned long long)raft_commit_index(n->r), (unsigned long long)n->applied,
-                    l && !conf_has(raft_conf(n->r), l->id) ? " conf-lacks-leader" : "");
-        }
+    if (!s->idle_done && !idle_check(s))
+        return false;
+    if (s->now > s->prop_start + SIM_FINAL_TICKS * SIM_TICK_UNITS) {
+        char detail[1600];
+        cluster_detail(s, detail, sizeof(detail));
         sim_fail(s, "liveness",
-                 "%d ticks after the faults stopped the final proposal is not applied "
+                 "%d ticks after the idle check the final proposal is not applied "
                  "everywhere (applied anywhere at %llu):%s",
                  SIM_FINAL_TICKS, (unsigned long long)s->final_index, detail);
     }
@@ -427,8 +645,7 @@ static bool final_done(struct sim *s)
     }
     const struct raft_conf *c = &s->g.conf;
     for (uint32_t i = 0; i < c->n_voters + c->n_learners; i++) {
-        uint64_t id = i < c->n_voters ? c->voters[i] : c->learners[i - c->n_voters];
-        const struct node *n = &s->nodes[id];
+        const struct node *n = &s->nodes[conf_member_at(c, i)];
         if (n->state != NODE_UP || n->applied < s->final_index)
             return false;
     }
@@ -499,19 +716,23 @@ static void dispatch(struct sim *s, struct event *ev)
 
 static void setup(struct sim *s)
 {
-    static const uint32_t inflight[] = {1, 2, 8, 64, 256};
+    static const uint32_t inflight[] = {1, 2, 4, 8, 16, 64, 256};
     static const uint32_t msg_bytes[] = {1, 100, 1024, 1u << 20};
     s->rng.s = hash64(s->seed) ^ (s->members * 0x9e3779b97f4a7c15ULL);
     s->cfg = (struct raft_config){
         .election_ticks = 10,
         .heartbeat_ticks = 1 + (uint32_t)rng_below(&s->rng, 3),
-        .max_inflight = inflight[rng_below(&s->rng, 5)],
+        .max_inflight = inflight[rng_below(&s->rng, 7)],
         .max_msg_bytes = msg_bytes[rng_below(&s->rng, 4)],
         .max_apply_bytes = msg_bytes[rng_below(&s->rng, 4)],
         .pre_vote = !rng_permille(&s->rng, 200),
         .check_quorum = !rng_permille(&s->rng, 200),
     };
     s->snap_every = 5 + (uint32_t)rng_below(&s->rng, 40);
+    /* Half the runs end their faulty stretch under heavy load, so the
+     * idle check starts with many appends in flight. */
+    if (rng_permille(&s->rng, 500))
+        s->heavy_tail = 100 + rng_below(&s->rng, 2000);
     s->delay_max = 20;
     s->heap = calloc(SIM_EVENTS_MAX, sizeof(*s->heap));
     s->reads = calloc(SIM_READS_MAX, sizeof(*s->reads));
@@ -525,10 +746,10 @@ static void setup(struct sim *s)
     s->next_id = s->members + 1;
     sim_trace(s,
               "seed %llu: %u members, heartbeat %u, inflight %u, msg bytes %u, apply bytes %u, "
-              "prevote %d, checkquorum %d, snapshot every %u",
+              "prevote %d, checkquorum %d, snapshot every %u, heavy tail %llu steps",
               (unsigned long long)s->seed, s->members, s->cfg.heartbeat_ticks, s->cfg.max_inflight,
               s->cfg.max_msg_bytes, s->cfg.max_apply_bytes, s->cfg.pre_vote, s->cfg.check_quorum,
-              s->snap_every);
+              s->snap_every, (unsigned long long)s->heavy_tail);
     for (uint64_t id = 1; id <= s->members; id++)
         node_create(s, id, &conf);
     if (rng_permille(&s->rng, 500))
@@ -563,6 +784,8 @@ static void run(struct sim *s)
     for (;;) {
         if (s->step == s->steps_max && !s->final)
             final_start(s);
+        if (s->heavy_tail && s->step + s->heavy_tail == s->steps_max)
+            heavy_start(s, UINT64_MAX);
         if (!s->heap_n)
             sim_fail(s, "simulator", "no event left");
         struct event ev = ev_pop(s);
@@ -716,6 +939,11 @@ int main(int argc, char **argv)
         total.conf_applied += s->st.conf_applied;
         total.reads_ok += s->st.reads_ok;
         total.transfers += s->st.transfers;
+        total.heavy_phases += s->st.heavy_phases;
+        total.qfull_drops += s->st.qfull_drops;
+        total.link_resets += s->st.link_resets;
+        if (s->st.idle_ticks > total.idle_ticks)
+            total.idle_ticks = s->st.idle_ticks;
         if (s->st.final_ticks > total.final_ticks)
             total.final_ticks = s->st.final_ticks;
         free(s);
@@ -723,7 +951,9 @@ int main(int argc, char **argv)
     printf("sim: ok: %llu seeds from %llu, %u members, %llu steps each: %llu events, %llu "
            "leaders, %llu crashes (%llu torn), %llu partitions, %llu msgs (%llu lost), "
            "snapshots %llu taken %llu sent %llu failed %llu installed, %llu proposals, %llu "
-           "entries committed, %llu conf changes, %llu reads, %llu transfers, slowest "
+           "entries committed, %llu conf changes, %llu reads, %llu transfers, %llu heavy "
+           "phases (%llu queue-full drops, %llu connection resets), slowest idle catch-up %llu "
+           "ticks, slowest "
            "recovery %llu ticks\n",
            (unsigned long long)seeds, (unsigned long long)first, members, (unsigned long long)steps,
            (unsigned long long)total.events, (unsigned long long)total.leaders,
@@ -734,6 +964,8 @@ int main(int argc, char **argv)
            (unsigned long long)total.snaps_installed, (unsigned long long)total.proposals,
            (unsigned long long)total.applied, (unsigned long long)total.conf_applied,
            (unsigned long long)total.reads_ok, (unsigned long long)total.transfers,
+           (unsigned long long)total.heavy_phases, (unsigned long long)total.qfull_drops,
+           (unsigned long long)total.link_resets, (unsigned long long)total.idle_ticks,
            (unsigned long long)total.final_ticks);
     return 0;
 }

@@ -28,17 +28,19 @@
 
 #include "raft.h"
 
-#define SIM_ID_MAX      32    /* member IDs are 1..SIM_ID_MAX-1, never reused */
-#define SIM_EVENTS_MAX  16384 /* events queued at once, messages included */
-#define SIM_MSGS_MAX    4096  /* messages in flight */
-#define SIM_WRITES_MAX  512   /* unsynced ready writes per member */
-#define SIM_RECV_SNAPS  4     /* snapshots received, not yet installed */
-#define SIM_TICK_UNITS  100   /* virtual time units per raft tick */
-#define SIM_TRACE_LINES 64    /* events kept for a failure report */
-#define SIM_TRACE_BYTES 240
-#define SIM_READS_MAX   8192 /* read requests per run */
-#define SIM_DRAIN_MAX   512  /* readies per member per event */
-#define SIM_FINAL_TICKS 500  /* liveness: ticks allowed after the faults stop */
+#define SIM_ID_MAX            32    /* member IDs are 1..SIM_ID_MAX-1, never reused */
+#define SIM_EVENTS_MAX        16384 /* events queued at once, messages included */
+#define SIM_MSGS_MAX          4096  /* messages in flight */
+#define SIM_WRITES_MAX        2048  /* unsynced ready writes per member */
+#define SIM_RECV_SNAPS        4     /* snapshots received, not yet installed */
+#define SIM_TICK_UNITS        100   /* virtual time units per raft tick */
+#define SIM_TRACE_LINES       64    /* events kept for a failure report */
+#define SIM_TRACE_BYTES       240
+#define SIM_READS_MAX         8192 /* read requests per run */
+#define SIM_DRAIN_MAX         2048 /* readies per member per event */
+#define SIM_FINAL_TICKS       500  /* liveness: ticks allowed after the faults stop */
+#define SIM_IDLE_HB           20   /* idle liveness: heartbeat intervals without progress */
+#define SIM_HEAVY_OUTSTANDING 200  /* heavy load: proposals on the leader not yet committed */
 
 /* ---- model.c: PRNG and hashes ---- */
 
@@ -99,6 +101,7 @@ struct netmsg {
     bool has_snapdata;
     struct snapdata snap;
     uint32_t from_inc; /* sender's incarnation, for snapshot reports */
+    bool reset;        /* lost with its connection (sim.c link_reset) */
 };
 
 /* One ready's storage work, not yet durable. */
@@ -140,9 +143,11 @@ struct node {
     struct write *w; /* ring of SIM_WRITES_MAX */
     uint32_t w_head;
     uint32_t w_n;
-    uint32_t w_snaps;   /* unsynced writes that install a snapshot */
-    uint64_t sync_last; /* completion time of the newest write */
-    uint32_t disk_slow; /* sync delay multiplier */
+    uint32_t w_snaps;         /* unsynced writes that install a snapshot */
+    uint64_t sync_last;       /* completion time of the newest write */
+    uint32_t disk_slow;       /* sync delay multiplier */
+    bool in_ready;            /* between raft_ready() and raft_advance() */
+    bool unreach[SIM_ID_MAX]; /* queue-full drops to report after raft_advance() */
 
     /* The state machine. */
     uint64_t applied;
@@ -240,6 +245,10 @@ struct stats {
     uint64_t conf_applied;
     uint64_t reads_ok;
     uint64_t transfers;
+    uint64_t heavy_phases;
+    uint64_t qfull_drops;
+    uint64_t link_resets;
+    uint64_t idle_ticks; /* ticks from the faults stopping to an idle, caught-up cluster */
     uint64_t final_ticks;
 };
 
@@ -267,16 +276,30 @@ struct sim {
     uint32_t loss_pm;
     uint32_t dup_pm;
     uint32_t delay_max;
+    /* Send queue full (the driver drops the message and reports the peer
+     * unreachable): from -> to drops while now < qfull_until[from][to]. */
+    uint64_t qfull_until[SIM_ID_MAX][SIM_ID_MAX];
+    uint32_t qfull_pm;
 
     struct raft_config cfg;
     uint32_t snap_every; /* applied entries between snapshots */
 
     uint64_t prop_seq;
+    uint64_t heavy_until; /* heavy load: many proposals a tick, queue-full bursts */
+    uint64_t heavy_tail;  /* steps before the faults stop that heavy load runs on; 0: none */
     struct readreq *reads;
     uint32_t reads_n;
 
     bool final; /* faults stopped: checking liveness */
     uint64_t final_start;
+    /* Idle liveness, first part of the final stretch: no proposals; the
+     * leader must commit its whole log and every member apply it. */
+    bool idle_done;
+    uint64_t idle_leader; /* leader (and term) all live members follow; 0: none */
+    uint64_t idle_term;
+    uint64_t idle_sig; /* hash of the logs' progress; a change is progress */
+    uint64_t idle_since;
+    uint64_t prop_start; /* the final proposal's deadline counts from here */
     uint64_t final_next_try;
     uint64_t final_index;
     uint64_t final_prop_id;
@@ -327,5 +350,6 @@ void netmsg_free(struct netmsg *nm);
 bool sim_schedule(struct sim *s, uint64_t time, uint8_t kind, uint64_t id, uint32_t inc,
                   uint64_t arg, struct netmsg *nm);
 bool sim_link_cut(const struct sim *s, uint64_t from, uint64_t to);
+bool sim_queue_full(struct sim *s, uint64_t from, uint64_t to);
 
 #endif

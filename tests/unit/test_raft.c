@@ -1158,6 +1158,42 @@ static void test_4_1_remove_member(void **state)
     net_free(n);
 }
 
+/* Thesis §4.1: "servers process incoming RPC requests without consulting
+ * their current configurations". A member that has not applied the
+ * addition of voter 4 yet still answers 4's pre-vote and vote requests;
+ * were they dropped, members that count 4 (and a removed member gone for
+ * good) could leave no one able to win (found by the simulator, seed
+ * 11043). */
+static void test_4_1_vote_from_unknown_candidate(void **state)
+{
+    (void)state;
+    struct net *n = net_new(3, true, false);
+    struct raft *r = R(n, 1);
+    struct raft_ready rd;
+    struct raft_msg v = msg(RAFT_MSG_PREVOTE, 4, 1, 1);
+    raft_step(r, &v);
+    assert_true(raft_ready(r, &rd));
+    const struct raft_msg *p = find_msg(rd.msgs, rd.n_msgs, RAFT_MSG_PREVOTE_RESP);
+    assert_non_null(p);
+    assert_false(p->reject);
+    assert_int_equal(p->to, 4);
+    raft_advance(r);
+    v = msg(RAFT_MSG_VOTE, 4, 1, 1);
+    raft_step(r, &v);
+    assert_true(raft_ready(r, &rd));
+    const struct raft_msg *g = find_msg(rd.msgs_durable, rd.n_msgs_durable, RAFT_MSG_VOTE_RESP);
+    assert_non_null(g);
+    assert_false(g->reject);
+    assert_int_equal(rd.hs.vote, 4);
+    raft_advance(r);
+    /* Other messages from a member it does not know are still dropped,
+     * even of a newer term. */
+    struct raft_msg a = msg(RAFT_MSG_APP_RESP, 4, 1, 5);
+    raft_step(r, &a);
+    assert_false(raft_has_ready(r));
+    net_free(n);
+}
+
 /* Thesis §4.2.2: a leader that removes itself steps down once the change
  * is applied; it no longer takes proposals nor campaigns, and the others
  * go on without it. */
@@ -1562,6 +1598,7 @@ int main(void)
         cmocka_unit_test(test_4_1_forwarded_change),
         cmocka_unit_test(test_4_1_add_learner_then_promote),
         cmocka_unit_test(test_4_1_remove_member),
+        cmocka_unit_test(test_4_1_vote_from_unknown_candidate),
         cmocka_unit_test(test_4_2_2_leader_removes_itself),
         cmocka_unit_test(test_4_1_new_leader_pending_conf),
         cmocka_unit_test(test_5_snapshot_to_lagging_follower),
