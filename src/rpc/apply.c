@@ -5,10 +5,15 @@
  * Entry payload format (the data of every Raft entry in the WAL):
  *   OFFSET SIZE MEANING
  *   0      1    type (enum rpc_entry_type: 0 no-op, 1 Put, 2 DeleteRange,
- *                3 Txn, 4 Compact, 5 Alarm)
+ *                3 Txn, 4 Compact, 5 Alarm, 8 LeaseGrant, 9 LeaseRevoke,
+ *                10 LeaseCheckpoint)
  *   1      n    the request's protobuf encoding, as the client sent it
  *                (etcdserverpb.PutRequest, DeleteRangeRequest, TxnRequest,
- *                CompactionRequest, AlarmRequest); empty for a no-op
+ *                CompactionRequest, AlarmRequest, LeaseGrantRequest with
+ *                its ID chosen, LeaseRevokeRequest, LeaseCheckpointRequest
+ *                with remaining_TTL in milliseconds); empty for a no-op
+ * Lease entries apply to env->leases (lease.c): a Put attaches its key to
+ * its lease, a Put without one and every delete detach it.
  * The same function applies entries at run time and during WAL replay, so
  * a restarted member rebuilds exactly the same revisions. Checks that
  * depend on state (a missing key for ignore_value, an unknown lease) are
@@ -132,11 +137,15 @@ static void apply_put(const struct rpc_env *env, const Etcdserverpb__PutRequest 
         rpc_fail(out, RPC_E_NOSPACE);
         return;
     }
-    if (lease != 0 && !r->ignore_lease) {
-        /* No lease can exist before the Lease service does. */
-        free(cur);
-        rpc_fail(out, RPC_E_LEASE_NOT_FOUND);
-        return;
+    /* etcd checks the lease before the put; ignore_lease keeps the key
+     * attached where it is. */
+    if (!r->ignore_lease) {
+        int e = rpc_lease_attach(env, r->key.data, r->key.len, lease);
+        if (e >= 0) {
+            free(cur);
+            rpc_fail(out, (enum rpc_err)e);
+            return;
+        }
     }
     mvcc_txn_begin(env->store);
     if (mvcc_txn_put(env->store, r->key.data, r->key.len, value.data, value.len, lease,
@@ -158,19 +167,34 @@ static void apply_put(const struct rpc_env *env, const Etcdserverpb__PutRequest 
     kv_list_free(&prev);
 }
 
+/* Each deleted key leaves its lease; prev_kvs collected if asked. */
+struct del_collect {
+    const struct rpc_env *env;
+    struct kv_list *prev; /* NULL: not asked */
+};
+
+static void del_one(void *arg, const struct mvcc_kv *kv)
+{
+    struct del_collect *d = arg;
+
+    rpc_lease_detach(d->env, kv);
+    if (d->prev != NULL)
+        kv_collect(d->prev, kv);
+}
+
 static void apply_delete(const struct rpc_env *env, const Etcdserverpb__DeleteRangeRequest *r,
                          bool want_reply, struct rpc_result *out)
 {
     Etcdserverpb__DeleteRangeResponse resp = ETCDSERVERPB__DELETE_RANGE_RESPONSE__INIT;
     Etcdserverpb__ResponseHeader hdr;
     struct kv_list prev = {0};
+    struct del_collect dc = {env, r->prev_kv && want_reply ? &prev : NULL};
     int64_t n;
     int64_t rev;
 
     mvcc_txn_begin(env->store);
     n = mvcc_txn_delete_range(env->store, r->key.data, r->key.len, r->range_end.data,
-                              r->range_end.len, r->prev_kv && want_reply ? kv_collect : NULL,
-                              &prev);
+                              r->range_end.len, del_one, &dc);
     rev = mvcc_txn_end(env->store);
     if (n < 0) {
         kv_list_free(&prev);
@@ -276,6 +300,15 @@ int rpc_apply(const struct rpc_env *env, const uint8_t *entry, size_t len, bool 
         APPLY_MSG(Etcdserverpb__CompactionRequest, etcdserverpb__compaction_request, apply_compact);
     case RPC_ENTRY_ALARM:
         APPLY_MSG(Etcdserverpb__AlarmRequest, etcdserverpb__alarm_request, apply_alarm);
+    case RPC_ENTRY_LEASE_GRANT:
+        APPLY_MSG(Etcdserverpb__LeaseGrantRequest, etcdserverpb__lease_grant_request,
+                  rpc_apply_lease_grant);
+    case RPC_ENTRY_LEASE_REVOKE:
+        APPLY_MSG(Etcdserverpb__LeaseRevokeRequest, etcdserverpb__lease_revoke_request,
+                  rpc_apply_lease_revoke);
+    case RPC_ENTRY_LEASE_CHECKPOINT:
+        APPLY_MSG(Etcdserverpb__LeaseCheckpointRequest, etcdserverpb__lease_checkpoint_request,
+                  rpc_apply_lease_checkpoint);
     default:
         return -1;
     }

@@ -23,6 +23,17 @@
  * beyond that the stream is answered RESOURCE_EXHAUSTED at once and the
  * rest of its data is dropped. A stream has at most one reply; a reply for
  * a stream that is gone (reset, connection closing) is freed and dropped.
+ *
+ * Streaming calls (ops->is_streaming(path)): decided when the request
+ * HEADERS are complete. Each message is handed over as soon as its last
+ * byte arrives (at most one partial message, <= max_msg_bytes + 5, is
+ * buffered). The server's messages wait in a per-stream queue (bounded:
+ * RPC_STREAM_OUT_*, and RPC_CONN_STREAM_OUT_BYTES_MAX per connection)
+ * that the data provider drains as the HTTP/2 windows allow; an empty
+ * queue defers the provider and the next send resumes it. The response
+ * HEADERS go with the first message; rpc_conn_stream_end sets the
+ * trailers, sent once the queue is empty. on_stream_close fires exactly
+ * once per opened stream (st->opened && !st->close_fired).
  */
 #include "rpc.h"
 
@@ -36,6 +47,16 @@
 #define H2_CONN_WINDOW_BYTES (16u << 20)
 #define H2_OUT_HIGH_BYTES    (256u << 10)
 #define GRPC_PREFIX_BYTES    5
+#define H2_IN_KEEP_BYTES     (64u << 10) /* a stream's input buffer kept between messages */
+
+/* One queued server message of a streaming call. */
+struct h2_msg {
+    struct h2_msg *next;
+    uint8_t *body; /* owned */
+    size_t len;
+    size_t sent; /* bytes of prefix+body handed to nghttp2 */
+    uint8_t prefix[GRPC_PREFIX_BYTES];
+};
 
 struct h2_stream {
     char path[RPC_PATH_BYTES_MAX];
@@ -56,6 +77,19 @@ struct h2_stream {
     size_t body_len;
     size_t sent;                   /* bytes of prefix+body handed to nghttp2 */
     struct h2_stream *prev, *next; /* rpc_conn.streams */
+    /* Streaming calls only. `answered` means the server ended the call. */
+    bool streaming;                 /* is_streaming(path): messages handed over one by one */
+    bool opened;                    /* on_stream_open was called */
+    bool close_fired;               /* on_stream_close was called */
+    bool resp_started;              /* response HEADERS submitted with the data provider */
+    bool deferred;                  /* the data provider returned NGHTTP2_ERR_DEFERRED */
+    int end_code;                   /* answered: the trailers' grpc-status */
+    char *end_msg;                  /* ... and grpc-message, percent-encoded (NULL: none) */
+    struct h2_msg *q_head, *q_tail; /* messages to send */
+    size_t q_bytes;                 /* unsent bytes in the queue */
+    unsigned q_msgs;
+    void *user;  /* rpc_conn_stream_set_user */
+    int32_t sid; /* this stream's id */
 };
 
 struct rpc_conn {
@@ -64,6 +98,9 @@ struct rpc_conn {
     void *arg;
     size_t max_msg_bytes;
     unsigned pending;          /* dispatched streams not yet answered */
+    unsigned streams_open;     /* streaming calls opened, not yet closed */
+    size_t q_bytes;            /* sum of the streams' q_bytes */
+    bool dying;                /* rpc_conn_destroy runs: sends fail */
     struct h2_stream *streams; /* every live stream state: nghttp2_session_del
                                 * does not call on_stream_close */
     uint8_t *out;              /* bytes pulled from nghttp2, not yet sent */
@@ -72,8 +109,24 @@ struct rpc_conn {
     size_t out_cap;
 };
 
-static void stream_free(struct h2_stream *st)
+static void queue_drop(struct rpc_conn *c, struct h2_stream *st)
 {
+    while (st->q_head != NULL) {
+        struct h2_msg *m = st->q_head;
+        st->q_head = m->next;
+        free(m->body);
+        free(m);
+    }
+    st->q_tail = NULL;
+    c->q_bytes -= st->q_bytes;
+    st->q_bytes = 0;
+    st->q_msgs = 0;
+}
+
+static void stream_free(struct rpc_conn *c, struct h2_stream *st)
+{
+    queue_drop(c, st);
+    free(st->end_msg);
     free(st->in);
     free(st->body);
     free(st);
@@ -180,7 +233,7 @@ void rpc_conn_reply(struct rpc_conn *c, int32_t sid, int code, const char *messa
         st->dispatched = false;
         c->pending--;
     }
-    if (st == NULL || st->answered) {
+    if (st == NULL || st->answered || st->streaming) {
         free(body);
         return;
     }
@@ -252,6 +305,328 @@ static void request_complete(struct rpc_conn *c, int32_t sid, struct h2_stream *
     c->ops->on_request(c->arg, c, sid, st->path, st->in + GRPC_PREFIX_BYTES, len);
 }
 
+/* ---- streaming calls ---- */
+
+static int grow_in(struct h2_stream *st, size_t need);
+
+static void put_prefix(uint8_t *p, size_t len)
+{
+    p[0] = 0;
+    p[1] = (uint8_t)(len >> 24);
+    p[2] = (uint8_t)(len >> 16);
+    p[3] = (uint8_t)(len >> 8);
+    p[4] = (uint8_t)len;
+}
+
+static void fire_close(struct rpc_conn *c, int32_t sid, struct h2_stream *st)
+{
+    if (!st->opened || st->close_fired)
+        return;
+    st->close_fired = true;
+    st->answered = true; /* sends fail from here on */
+    c->streams_open--;
+    if (c->ops->on_stream_close != NULL)
+        c->ops->on_stream_close(c->arg, c, sid);
+}
+
+static int submit_trailers(nghttp2_session *s, int32_t sid, const struct h2_stream *st)
+{
+    char code_s[16];
+
+    snprintf(code_s, sizeof(code_s), "%d", st->end_code);
+    nghttp2_nv nva[] = {
+        NV("grpc-status", code_s),
+        NV("grpc-message", st->end_msg != NULL ? st->end_msg : ""),
+    };
+    return nghttp2_submit_trailer(s, sid, nva, st->end_msg != NULL ? 2 : 1);
+}
+
+/* Copies queued messages into nghttp2's frame buffer; with the queue empty
+ * it defers (rpc_conn_stream_send resumes it) or, once the call was ended,
+ * submits the trailers. */
+static ssize_t stream_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t length,
+                           uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+    struct h2_stream *st = src->ptr;
+    struct rpc_conn *c = user;
+    size_t n = 0;
+
+    while (n < length && st->q_head != NULL) {
+        struct h2_msg *m = st->q_head;
+        size_t k;
+        if (m->sent < GRPC_PREFIX_BYTES) {
+            k = GRPC_PREFIX_BYTES - m->sent;
+            k = k < length - n ? k : length - n;
+            memcpy(buf + n, m->prefix + m->sent, k);
+        } else {
+            k = m->len - (m->sent - GRPC_PREFIX_BYTES);
+            k = k < length - n ? k : length - n;
+            memcpy(buf + n, m->body + (m->sent - GRPC_PREFIX_BYTES), k);
+        }
+        n += k;
+        m->sent += k;
+        st->q_bytes -= k;
+        c->q_bytes -= k;
+        if (m->sent == GRPC_PREFIX_BYTES + m->len) {
+            st->q_head = m->next;
+            if (st->q_head == NULL)
+                st->q_tail = NULL;
+            st->q_msgs--;
+            free(m->body);
+            free(m);
+        }
+    }
+    if (st->q_head == NULL && st->answered) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (submit_trailers(s, sid, st) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return (ssize_t)n;
+    }
+    if (n == 0) {
+        st->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return (ssize_t)n;
+}
+
+static void stream_resume(struct rpc_conn *c, int32_t sid, struct h2_stream *st)
+{
+    if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(c->session, sid);
+    }
+}
+
+/* The server ends the call: trailers-only if nothing was sent, otherwise
+ * trailers after the queued messages. */
+static void stream_finish(struct rpc_conn *c, int32_t sid, struct h2_stream *st, int code,
+                          const char *message)
+{
+    char enc[512];
+
+    st->answered = true;
+    st->stop_after = true; /* on_frame_send checks st->ended */
+    st->in_len = 0;        /* st->in may hold the message being delivered */
+    if (!st->resp_started) {
+        submit_error(c, sid, code, message);
+        return;
+    }
+    st->end_code = code;
+    if (message != NULL) {
+        pct_encode(message, enc, sizeof(enc));
+        st->end_msg = strdup(enc); /* out of memory: trailers without it */
+    }
+    stream_resume(c, sid, st);
+}
+
+static uint32_t prefix_len(const uint8_t *p)
+{
+    return ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 8) | p[4];
+}
+
+/* Checks a complete prefix the way grpc-go's receiver does; false if the
+ * call was ended for it. */
+static bool stream_prefix_ok(struct rpc_conn *c, int32_t sid, struct h2_stream *st,
+                             const uint8_t *p)
+{
+    static __thread char msg[128];
+
+    if (p[0] == 1) {
+        stream_finish(c, sid, st, RPC_INTERNAL,
+                      "grpc: compressed flag set with identity or empty encoding");
+        return false;
+    }
+    if (p[0] != 0) {
+        snprintf(msg, sizeof(msg), "grpc: received unexpected payload format %u", p[0]);
+        stream_finish(c, sid, st, RPC_INTERNAL, msg);
+        return false;
+    }
+    if (prefix_len(p) > c->max_msg_bytes) {
+        snprintf(msg, sizeof(msg), "grpc: received message larger than max (%u vs. %zu)",
+                 prefix_len(p), c->max_msg_bytes);
+        stream_finish(c, sid, st, RPC_RESOURCE_EXHAUSTED, msg);
+        return false;
+    }
+    return true;
+}
+
+static void stream_deliver(struct rpc_conn *c, int32_t sid, struct h2_stream *st,
+                           const uint8_t *msg, size_t len)
+{
+    if (c->ops->on_stream_msg != NULL)
+        c->ops->on_stream_msg(c->arg, c, sid, st->path, msg, len);
+}
+
+/* Splits DATA into messages. A message that arrives whole in one chunk is
+ * handed over from the chunk itself; otherwise it is gathered in st->in
+ * (at most 5 + max_msg_bytes: the prefix is checked before any body byte
+ * is kept). The callback may end the call: the loop stops then. */
+static int stream_data(struct rpc_conn *c, int32_t sid, struct h2_stream *st, const uint8_t *data,
+                       size_t len)
+{
+    while (len > 0 && !st->answered) {
+        size_t want, k;
+        if (st->in_len == 0 && len >= GRPC_PREFIX_BYTES) {
+            if (!stream_prefix_ok(c, sid, st, data))
+                return 0;
+            want = GRPC_PREFIX_BYTES + prefix_len(data);
+            if (len >= want) {
+                stream_deliver(c, sid, st, data + GRPC_PREFIX_BYTES, want - GRPC_PREFIX_BYTES);
+                data += want;
+                len -= want;
+                continue;
+            }
+        }
+        if (st->in_len < GRPC_PREFIX_BYTES) {
+            k = GRPC_PREFIX_BYTES - st->in_len < len ? GRPC_PREFIX_BYTES - st->in_len : len;
+            if (GRPC_PREFIX_BYTES > st->in_cap && grow_in(st, GRPC_PREFIX_BYTES) != 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+            memcpy(st->in + st->in_len, data, k);
+            st->in_len += k;
+            data += k;
+            len -= k;
+            if (st->in_len < GRPC_PREFIX_BYTES)
+                return 0;
+            if (!stream_prefix_ok(c, sid, st, st->in))
+                return 0;
+        }
+        want = GRPC_PREFIX_BYTES + (size_t)prefix_len(st->in);
+        k = want - st->in_len < len ? want - st->in_len : len;
+        if (st->in_len + k > st->in_cap && grow_in(st, st->in_len + k) != 0)
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (k != 0)
+            memcpy(st->in + st->in_len, data, k);
+        st->in_len += k;
+        data += k;
+        len -= k;
+        if (st->in_len < want)
+            return 0;
+        st->in_len = 0;
+        stream_deliver(c, sid, st, st->in + GRPC_PREFIX_BYTES, want - GRPC_PREFIX_BYTES);
+        if (st->in_cap > H2_IN_KEEP_BYTES) { /* do not pin a big buffer between messages */
+            free(st->in);
+            st->in = NULL;
+            st->in_cap = 0;
+        }
+    }
+    return 0;
+}
+
+/* The request HEADERS are complete: a streaming call opens now. */
+static void stream_begin(struct rpc_conn *c, int32_t sid, struct h2_stream *st)
+{
+    if (c->ops->is_streaming == NULL || st->path_bad || !c->ops->is_streaming(st->path))
+        return;
+    st->streaming = true;
+    if (!st->method_ok || !st->grpc_ct) {
+        stream_finish(c, sid, st, RPC_UNIMPLEMENTED, "malformed method name");
+        return;
+    }
+    st->opened = true;
+    c->streams_open++;
+    if (c->ops->on_stream_open != NULL)
+        c->ops->on_stream_open(c->arg, c, sid, st->path);
+}
+
+/* The client ended its side (grpc-go's server: a partial message left is
+ * INTERNAL "unexpected EOF"). */
+static void stream_client_end(struct rpc_conn *c, int32_t sid, struct h2_stream *st)
+{
+    if (st->answered)
+        return;
+    if (st->in_len > 0) {
+        stream_finish(c, sid, st, RPC_INTERNAL, "unexpected EOF");
+        return;
+    }
+    if (c->ops->on_stream_half_close != NULL)
+        c->ops->on_stream_half_close(c->arg, c, sid);
+}
+
+static struct h2_stream *stream_get(struct rpc_conn *c, int32_t sid)
+{
+    struct h2_stream *st;
+
+    if (c->dying)
+        return NULL;
+    st = nghttp2_session_get_stream_user_data(c->session, sid);
+    return st != NULL && st->opened && !st->close_fired ? st : NULL;
+}
+
+int rpc_conn_stream_send(struct rpc_conn *c, int32_t sid, uint8_t *body, size_t len)
+{
+    nghttp2_nv nva[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+    struct h2_stream *st = stream_get(c, sid);
+    struct h2_msg *m;
+
+    if (st == NULL || st->answered || len > UINT32_MAX || st->q_bytes >= RPC_STREAM_OUT_BYTES_MAX ||
+        st->q_msgs >= RPC_STREAM_OUT_MSGS_MAX || c->q_bytes >= RPC_CONN_STREAM_OUT_BYTES_MAX)
+        goto drop;
+    m = malloc(sizeof(*m));
+    if (m == NULL)
+        goto drop;
+    m->next = NULL;
+    m->body = body;
+    m->len = len;
+    m->sent = 0;
+    put_prefix(m->prefix, len);
+    if (!st->resp_started) {
+        nghttp2_data_provider prd = {.source.ptr = st, .read_callback = stream_read};
+        if (nghttp2_submit_response(c->session, sid, nva, 2, &prd) != 0) {
+            free(m);
+            goto drop;
+        }
+        st->resp_started = true;
+    }
+    if (st->q_tail != NULL)
+        st->q_tail->next = m;
+    else
+        st->q_head = m;
+    st->q_tail = m;
+    st->q_msgs++;
+    st->q_bytes += GRPC_PREFIX_BYTES + len;
+    c->q_bytes += GRPC_PREFIX_BYTES + len;
+    stream_resume(c, sid, st);
+    return 0;
+drop:
+    free(body);
+    return -1;
+}
+
+void rpc_conn_stream_end(struct rpc_conn *c, int32_t sid, int code, const char *message)
+{
+    struct h2_stream *st = stream_get(c, sid);
+
+    if (st != NULL && !st->answered)
+        stream_finish(c, sid, st, code, message);
+}
+
+size_t rpc_conn_stream_queued(struct rpc_conn *c, int32_t sid)
+{
+    struct h2_stream *st = stream_get(c, sid);
+
+    return st != NULL ? st->q_bytes : 0;
+}
+
+void rpc_conn_stream_set_user(struct rpc_conn *c, int32_t sid, void *user)
+{
+    struct h2_stream *st = stream_get(c, sid);
+
+    if (st != NULL)
+        st->user = user;
+}
+
+void *rpc_conn_stream_user(struct rpc_conn *c, int32_t sid)
+{
+    struct h2_stream *st = stream_get(c, sid);
+
+    return st != NULL ? st->user : NULL;
+}
+
+unsigned rpc_conn_streams_open(const struct rpc_conn *c)
+{
+    return c->streams_open;
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     struct rpc_conn *c = user;
@@ -263,6 +638,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     if (st == NULL)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     st->path_bad = true;
+    st->sid = f->hd.stream_id;
     st->next = c->streams;
     if (c->streams != NULL)
         c->streams->prev = st;
@@ -343,6 +719,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
     (void)flags;
     if (st == NULL || st->answered)
         return 0;
+    if (st->streaming)
+        return stream_data(c, sid, st, data, len);
     /* Buffer at most up to the limit, so a prefix that arrives in the
      * same chunk as the overflow is still read for the error message. */
     size_t take = len < limit - st->in_len ? len : limit - st->in_len;
@@ -360,16 +738,24 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     struct h2_stream *st;
+    bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
 
     if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)
         return 0;
-    if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0)
-        return 0;
     st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (st != NULL) {
-        st->ended = true;
-        request_complete(user, f->hd.stream_id, st);
+    if (st == NULL)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        st->ended = end;
+        stream_begin(user, f->hd.stream_id, st);
     }
+    if (!end)
+        return 0;
+    st->ended = true;
+    if (st->streaming)
+        stream_client_end(user, f->hd.stream_id, st);
+    else
+        request_complete(user, f->hd.stream_id, st);
     return 0;
 }
 
@@ -399,6 +785,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
     (void)error_code;
     if (st == NULL)
         return 0;
+    fire_close(c, sid, st);
     if (st->dispatched && c->pending > 0)
         c->pending--;
     nghttp2_session_set_stream_user_data(s, sid, NULL);
@@ -408,7 +795,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
         c->streams = st->next;
     if (st->next != NULL)
         st->next->prev = st->prev;
-    stream_free(st);
+    stream_free(c, st);
     return 0;
 }
 
@@ -472,11 +859,17 @@ void rpc_conn_destroy(struct rpc_conn *c)
 {
     if (c == NULL)
         return;
+    /* Streams still open hear of it first, while c is whole; sends from
+     * their callbacks fail (c->dying). */
+    c->dying = true;
+    for (struct h2_stream *st = c->streams; st != NULL; st = st->next) {
+        fire_close(c, st->sid, st);
+    }
     nghttp2_session_del(c->session); /* calls no callbacks */
     while (c->streams != NULL) {
         struct h2_stream *st = c->streams;
         c->streams = st->next;
-        stream_free(st);
+        stream_free(c, st);
     }
     free(c->out);
     free(c);

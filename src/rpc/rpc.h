@@ -6,7 +6,10 @@
  *  - rpc_conn: one HTTP/2 server session per client connection. It takes
  *    the bytes the shard read, hands complete unary gRPC requests to the
  *    shard (rpc_conn_ops.on_request), takes replies (rpc_conn_reply), and
- *    produces bytes for the shard to send. It does no I/O itself.
+ *    produces bytes for the shard to send. Streaming calls (Watch,
+ *    LeaseKeepAlive, Observe) get their messages one by one as they arrive
+ *    (on_stream_*) and send any number back (rpc_conn_stream_send/_end).
+ *    It does no I/O itself.
  *  - rpc_dispatch: decodes one request, checks it, and either answers it at
  *    once (reads, errors, status) or turns it into a proposal for the core.
  *    rpc_apply is the core's side: it applies a committed proposal to the
@@ -26,6 +29,7 @@
 
 struct mvcc_store;
 struct mvcc_reader;
+struct lease_table;
 
 /* gRPC status codes (the subset of the gRPC spec this server sends). */
 enum rpc_code {
@@ -92,7 +96,44 @@ struct rpc_conn_ops {
      * 5-byte gRPC prefix), valid during the call only. */
     void (*on_request)(void *arg, struct rpc_conn *c, int32_t stream_id, const char *path,
                        const uint8_t *msg, size_t len);
+
+    /* ---- streaming calls (all optional: is_streaming NULL, none) ----
+     * A path for which is_streaming() is true is a streaming call: it does
+     * not wait for the client's END_STREAM. Life of one such stream:
+     *   on_stream_open       once, when its request HEADERS are complete
+     *                        (a call that is not gRPC - no POST, not
+     *                        application/grpc - is refused and never opens);
+     *   on_stream_msg        once per complete client message, in order
+     *                        (msg without the 5-byte prefix, valid during
+     *                        the call only);
+     *   on_stream_half_close when the client ended its side (END_STREAM)
+     *                        while the server has not ended the stream: no
+     *                        more messages will come, sending still works;
+     *   on_stream_close      exactly once per opened stream, when it is gone
+     *                        for good: both sides ended, the client reset
+     *                        it, or the connection is destroyed. Per-stream
+     *                        state is freed here; sends fail from now on.
+     * The callbacks run inside rpc_conn_feed / rpc_conn_output /
+     * rpc_conn_destroy and may call rpc_conn_stream_send / _end (but not
+     * rpc_conn_destroy). */
+    bool (*is_streaming)(const char *path);
+    void (*on_stream_open)(void *arg, struct rpc_conn *c, int32_t stream_id, const char *path);
+    void (*on_stream_msg)(void *arg, struct rpc_conn *c, int32_t stream_id, const char *path,
+                          const uint8_t *msg, size_t len);
+    void (*on_stream_half_close)(void *arg, struct rpc_conn *c, int32_t stream_id);
+    void (*on_stream_close)(void *arg, struct rpc_conn *c, int32_t stream_id);
 };
+
+/* Bounds on a streaming call's queued output (bytes handed to
+ * rpc_conn_stream_send, prefixes included, not yet taken by HTTP/2 - a
+ * client that does not read, or a closed flow-control window, keeps them
+ * here). A send is refused once the stream holds RPC_STREAM_OUT_BYTES_MAX
+ * or RPC_STREAM_OUT_MSGS_MAX messages, or the connection's streams hold
+ * RPC_CONN_STREAM_OUT_BYTES_MAX together; one accepted message may
+ * overshoot a byte bound by its own size. */
+#define RPC_STREAM_OUT_BYTES_MAX      (4u << 20)
+#define RPC_STREAM_OUT_MSGS_MAX       4096u
+#define RPC_CONN_STREAM_OUT_BYTES_MAX (16u << 20)
 
 /* max_msg_bytes: the largest gRPC message accepted on a stream. */
 struct rpc_conn *rpc_conn_create(const struct rpc_conn_ops *ops, void *arg, size_t max_msg_bytes);
@@ -127,6 +168,36 @@ bool rpc_conn_require_leader(struct rpc_conn *c, int32_t stream_id);
 /* Streams waiting for a reply (for bounds and tests). */
 unsigned rpc_conn_pending(const struct rpc_conn *c);
 
+/* ---- streaming calls ---- */
+
+/* Queues one gRPC message on an open streaming call without ending it;
+ * the response HEADERS go out before the first message. Always takes
+ * ownership of body (malloc'd, may be NULL when len is 0): on failure it
+ * is freed. Returns 0, or -1 when the message is dropped: the stream is
+ * gone or already ended by the server, or an output bound is reached (see
+ * RPC_STREAM_OUT_BYTES_MAX; check rpc_conn_stream_queued() to pause a
+ * producer before that happens). */
+int rpc_conn_stream_send(struct rpc_conn *c, int32_t stream_id, uint8_t *body, size_t len);
+
+/* Ends a streaming call: once every queued message is out, trailers with
+ * grpc-status `code` and grpc-message `message` (NULL: none) end the
+ * stream. With nothing sent yet it is a trailers-only answer at once. If
+ * the client has not ended its side, RST_STREAM(NO_ERROR) follows, as
+ * grpc-go does. No effect on a stream that is gone or already ended. */
+void rpc_conn_stream_end(struct rpc_conn *c, int32_t stream_id, int code, const char *message);
+
+/* Bytes queued on a streaming call and not yet taken by HTTP/2 (0 for a
+ * stream that is gone). */
+size_t rpc_conn_stream_queued(struct rpc_conn *c, int32_t stream_id);
+
+/* The application's pointer for an open streaming call (NULL until set,
+ * and for a stream that is gone). */
+void rpc_conn_stream_set_user(struct rpc_conn *c, int32_t stream_id, void *user);
+void *rpc_conn_stream_user(struct rpc_conn *c, int32_t stream_id);
+
+/* Streaming calls opened and not yet closed (for bounds and tests). */
+unsigned rpc_conn_streams_open(const struct rpc_conn *c);
+
 /* ---- service dispatch (shard side) ---- */
 
 /* Entry types in the replicated log (first byte of every entry payload;
@@ -138,8 +209,11 @@ enum rpc_entry_type {
     RPC_ENTRY_TXN = 3,
     RPC_ENTRY_COMPACT = 4,
     RPC_ENTRY_ALARM = 5,
-    RPC_ENTRY_MEMBER_ATTR = 6,   /* a member publishes its name and client URLs (the core's) */
-    RPC_ENTRY_MEMBER_UPDATE = 7, /* MemberUpdate: new peer URLs of a member (the core's) */
+    RPC_ENTRY_MEMBER_ATTR = 6,       /* a member publishes its name and client URLs (the core's) */
+    RPC_ENTRY_MEMBER_UPDATE = 7,     /* MemberUpdate: new peer URLs of a member (the core's) */
+    RPC_ENTRY_LEASE_GRANT = 8,       /* LeaseGrantRequest, its ID chosen (never 0) */
+    RPC_ENTRY_LEASE_REVOKE = 9,      /* LeaseRevokeRequest (a client's, or the leader's expiry) */
+    RPC_ENTRY_LEASE_CHECKPOINT = 10, /* LeaseCheckpointRequest, remaining_TTL in ms */
     /* Types from here on are requests to the local core, never logged. */
     RPC_LOCAL_FIRST = 128,
     RPC_LOCAL_DEFRAG = 128,
@@ -152,6 +226,11 @@ enum rpc_entry_type {
     RPC_LOCAL_MEMBER_UPDATE = 133,
     RPC_LOCAL_MEMBER_PROMOTE = 134,
     RPC_LOCAL_MOVE_LEADER = 135,
+    /* Lease requests answered by the core from its lease table,
+     * [type][request protobuf] (rpc_lease_local). */
+    RPC_LOCAL_LEASE_TTL = 136,       /* LeaseTimeToLiveRequest */
+    RPC_LOCAL_LEASE_LEASES = 137,    /* LeaseLeasesRequest */
+    RPC_LOCAL_LEASE_KEEPALIVE = 138, /* one LeaseKeepAliveRequest of a KeepAlive stream */
 };
 
 /* After a reply, what the core still has to do before it may send it. */
@@ -183,6 +262,9 @@ struct rpc_env {
     struct mvcc_reader *reader; /* the calling thread's own */
     bool linearized;            /* this read already waited for its read index */
     bool require_leader;        /* the request asked for a leader (hasleader) */
+    /* The replicated lease table: the core's only (apply and the leader's
+     * timers); NULL in every shard's env. */
+    struct lease_table *leases;
 };
 
 /* Handles one request for `path`. Always fills *out. */
@@ -212,6 +294,15 @@ void rpc_defragment_reply(const struct rpc_env *env, struct rpc_result *out);
  * corrupt log: the caller stops). */
 int rpc_apply(const struct rpc_env *env, const uint8_t *entry, size_t len, bool want_reply,
               struct rpc_result *out);
+
+/* Core: answers a RPC_LOCAL_LEASE_* request (req[0] is its type) from
+ * env->leases at the core's clock now_ms (monotonic ms), as etcd's leader
+ * does. A KeepAlive on a member that is not leader is answered
+ * UNAVAILABLE, RPC_MSG_NOT_LEADER: it must go to the leader. out->side may
+ * carry an entry to propose (a KeepAlive clearing a checkpoint). */
+void rpc_lease_local(const struct rpc_env *env, const uint8_t *req, size_t len, int64_t now_ms,
+                     struct rpc_result *out);
+#define RPC_MSG_NOT_LEADER "etcdserver: not leader"
 
 /* Default of --quota-backend-bytes, as etcd's. */
 #define RPC_QUOTA_DEFAULT_BYTES (2ull << 30)

@@ -22,6 +22,8 @@
     X(TOO_LARGE, RPC_INVALID_ARGUMENT, "etcdserver: request is too large")                         \
     X(INVALID_SORT, RPC_INVALID_ARGUMENT, "etcdserver: invalid sort option")                       \
     X(LEASE_NOT_FOUND, RPC_NOT_FOUND, "etcdserver: requested lease not found")                     \
+    X(LEASE_EXISTS, RPC_FAILED_PRECONDITION, "etcdserver: lease already exists")                   \
+    X(LEASE_TTL_TOO_LARGE, RPC_OUT_OF_RANGE, "etcdserver: too large lease TTL")                    \
     X(FUTURE_REV, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")    \
     X(COMPACTED, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")       \
     X(TOO_MANY_OPS, RPC_INVALID_ARGUMENT, "etcdserver: too many operations in txn request")        \
@@ -100,6 +102,30 @@ void rpc_cluster_member_promote(const struct rpc_env *env, const uint8_t *msg, s
                                 struct rpc_result *out);
 void rpc_maint_move_leader(const struct rpc_env *env, const uint8_t *msg, size_t len,
                            struct rpc_result *out);
+void rpc_lease_grant(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                     struct rpc_result *out);
+void rpc_lease_revoke(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                      struct rpc_result *out);
+void rpc_lease_time_to_live(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                            struct rpc_result *out);
+void rpc_lease_leases(const struct rpc_env *env, const uint8_t *msg, size_t len,
+                      struct rpc_result *out);
+/* Core: applies a committed lease entry (apply.c dispatches on its type). */
+void rpc_apply_lease_grant(const struct rpc_env *env, const Etcdserverpb__LeaseGrantRequest *r,
+                           bool want_reply, struct rpc_result *out);
+void rpc_apply_lease_revoke(const struct rpc_env *env, const Etcdserverpb__LeaseRevokeRequest *r,
+                            bool want_reply, struct rpc_result *out);
+void rpc_apply_lease_checkpoint(const struct rpc_env *env,
+                                const Etcdserverpb__LeaseCheckpointRequest *r, bool want_reply,
+                                struct rpc_result *out);
+/* Core: a Put of key with lease id (0: none) is about to be applied:
+ * checks the lease exists and attaches the key (detaches for 0). -1 if
+ * fine, else an enum rpc_err (nothing changed). */
+int rpc_lease_attach(const struct rpc_env *env, const uint8_t *key, size_t len, int64_t id);
+/* Core: a deleted key (its previous version kv) leaves its lease. */
+void rpc_lease_detach(const struct rpc_env *env, const struct mvcc_kv *kv);
+/* Does lease id exist (core: in env->leases; shards know none)? */
+bool rpc_lease_exists(const struct rpc_env *env, int64_t id);
 void rpc_cluster_member_list(const struct rpc_env *env, const uint8_t *msg, size_t len,
                              struct rpc_result *out);
 

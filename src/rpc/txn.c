@@ -11,7 +11,8 @@
  *    a range holds if it holds for every key in it; a VALUE compare on no
  *    key fails; other targets compare against zero.
  *  - the chosen branch's puts and ranges are checked first (a put with
- *    ignore_value/ignore_lease needs the key, a lease must exist, a range's
+ *    ignore_value/ignore_lease needs the key, a lease must exist (in the
+ *    core's lease table; a put attaches its key, a delete detaches), a range's
  *    revision must be neither future nor compacted): one failure fails the
  *    whole txn and nothing is written.
  *  - operations then run in order in one MVCC transaction: one revision
@@ -497,8 +498,8 @@ static int path_check(struct txn_exec *x, const Etcdserverpb__TxnRequest *r,
         const Etcdserverpb__RequestOp *op = ops[i];
         if (op->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT) {
             const Etcdserverpb__PutRequest *pr = op->request_put;
-            if (pr->lease != 0)
-                return RPC_E_LEASE_NOT_FOUND; /* no lease exists yet */
+            if (pr->lease != 0 && !rpc_lease_exists(x->env, pr->lease))
+                return RPC_E_LEASE_NOT_FOUND;
             if ((pr->ignore_value || pr->ignore_lease) &&
                 (x->writer ? mvcc_txn_get(x->env->store, pr->key.data, pr->key.len, &kv)
                            : MVCC_ERR_NOT_FOUND) != MVCC_OK)
@@ -626,6 +627,9 @@ static int op_put(struct txn_exec *x, const Etcdserverpb__PutRequest *r,
         if (r->ignore_lease)
             lease = cur.lease;
     }
+    /* path_check found the lease; ignore_lease leaves the key where it is. */
+    if (!r->ignore_lease && rpc_lease_attach(x->env, r->key.data, r->key.len, lease) >= 0)
+        return -1;
     if (mvcc_txn_put(x->env->store, r->key.data, r->key.len, value, value_len, lease,
                      r->prev_kv && x->want_reply ? prev_one : NULL, &prev) != MVCC_OK)
         return -1;
@@ -637,19 +641,34 @@ static int op_put(struct txn_exec *x, const Etcdserverpb__PutRequest *r,
     return 0;
 }
 
+/* A deleted key leaves its lease; its previous version kept if asked. */
+struct del_collect {
+    const struct rpc_env *env;
+    struct prev_collect *prev; /* NULL: not asked */
+};
+
+static void del_one(void *arg, const struct mvcc_kv *kv)
+{
+    struct del_collect *d = arg;
+
+    rpc_lease_detach(d->env, kv);
+    if (d->prev != NULL)
+        prev_one(d->prev, kv);
+}
+
 static int op_delete(struct txn_exec *x, const Etcdserverpb__DeleteRangeRequest *r,
                      Etcdserverpb__ResponseOp *out)
 {
     Etcdserverpb__DeleteRangeResponse *resp = arena_alloc(&x->arena, sizeof(*resp));
     struct prev_collect prev = {&x->arena, NULL, 0, 0};
+    struct del_collect dc = {x->env, r->prev_kv && x->want_reply ? &prev : NULL};
     int64_t n;
 
     if (resp == NULL)
         return -1;
     etcdserverpb__delete_range_response__init(resp);
     n = mvcc_txn_delete_range(x->env->store, r->key.data, r->key.len, r->range_end.data,
-                              r->range_end.len, r->prev_kv && x->want_reply ? prev_one : NULL,
-                              &prev);
+                              r->range_end.len, del_one, &dc);
     if (n < 0)
         return -1;
     if (n > 0)

@@ -117,6 +117,12 @@ static const struct flag flags[] = {
         "Interpret 'auto-compaction-retention' one of: periodic|revision."),
     STR(auto_compaction_retention, "auto-compaction-retention", "0",
         "Auto compaction retention for mvcc key value store (0 disables it)."),
+    NUM(F_BOOL, lease_checkpoint, "experimental-enable-lease-checkpoint", "false", "bool",
+        "Enable the leader to send regular checkpoints to other members to prevent reset of "
+        "remaining TTL on leader change."),
+    NUM(F_U64, lease_checkpoint_interval_ms, "lease-checkpoint-interval-ms", "300000", "uint",
+        "Milliseconds between lease checkpoints with experimental-enable-lease-checkpoint "
+        "(cetcd; etcd's fixed 5 minutes by default)."),
     NUM(F_UINT, shards, "shards", NULL, "uint",
         "Number of shard threads, one per core (default: online CPUs)."),
     NUM(F_BOOL, pin_shards, "pin-shards", NULL, "bool",
@@ -154,6 +160,7 @@ static void defaults(struct config *cfg)
     cfg->max_request_bytes = 1572864; /* 1.5 MiB, etcd's default */
     cfg->max_txn_ops = 128;
     cfg->snapshot_count = 100000;
+    cfg->lease_checkpoint_interval_ms = 300000; /* etcd's defaultLeaseCheckpointInterval */
     snprintf(cfg->auto_compaction_mode, sizeof(cfg->auto_compaction_mode), "periodic");
     snprintf(cfg->auto_compaction_retention, sizeof(cfg->auto_compaction_retention), "0");
     cfg->shards = ncpu > 0 ? (unsigned)ncpu : 1;

@@ -43,8 +43,10 @@ struct config {
     uint64_t max_txn_ops;
     int64_t quota_backend_bytes; /* 0: default (2 GiB); < 0: etcd treats as default too */
     uint64_t snapshot_count;
-    char auto_compaction_mode[16];      /* "periodic" or "revision" */
-    char auto_compaction_retention[64]; /* periodic: duration or hours; revision: count */
+    bool lease_checkpoint;                 /* --experimental-enable-lease-checkpoint */
+    uint64_t lease_checkpoint_interval_ms; /* cetcd's --lease-checkpoint-interval-ms */
+    char auto_compaction_mode[16];         /* "periodic" or "revision" */
+    char auto_compaction_retention[64];    /* periodic: duration or hours; revision: count */
     unsigned shards;
     bool pin_shards;
     bool help;

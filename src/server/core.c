@@ -29,7 +29,8 @@
  * the applied index has reached the round's index.
  *
  * Start-up and shutdown are in core_boot.c, snapshots in core_snap.c,
- * membership requests and leadership transfer in core_members.c.
+ * membership requests and leadership transfer in core_members.c, the
+ * lease table's leader duties (expiry, checkpoints) in core_lease.c.
  *
  * Thread: shard 0's only. The member figures it publishes (term, commit,
  * applied, leader, db size, cluster size) are atomics read by every shard.
@@ -594,6 +595,7 @@ static void handle_ready(struct core *c, const struct raft_ready *rd)
         c->last_term = rd->term;
         reads_leader_changed(c);
     }
+    core_lease_role(c);
 }
 
 /* The batch in flight is durable: its messages may leave, and Raft
@@ -796,6 +798,8 @@ static void take(struct core *c, struct shard_msg *m)
         m->code = m->data != NULL ? RPC_OK : RPC_RESOURCE_EXHAUSTED;
         m->message = m->data != NULL ? NULL : "etcdserver: out of memory";
         core_answer(c, m);
+    } else if (type >= RPC_LOCAL_LEASE_TTL && type <= RPC_LOCAL_LEASE_KEEPALIVE) {
+        core_lease_local(c, m);
     } else if (type >= RPC_LOCAL_MEMBER_ADD && type <= RPC_LOCAL_MOVE_LEADER) {
         core_members_request(c, m);
     } else if (type == RPC_LOCAL_READ) {
@@ -981,6 +985,7 @@ static void core_cqe(void *arg, uint64_t ud, int res)
         c->tick_armed = false;
         raft_tick(c->raft);
         expire(c, core_now_ms());
+        core_lease_tick(c, core_now_ms());
         break;
     default:
         if (c->peers != NULL && op >= CORE_PEER_OP_BASE && op < CORE_PEER_OP_BASE + 8)

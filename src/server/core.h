@@ -24,6 +24,10 @@ struct core_config {
     uint64_t auto_revisions; /* revision auto-compaction (0: off) */
     uint64_t heartbeat_ms;   /* --heartbeat-interval: one Raft tick */
     uint64_t election_ms;    /* --election-timeout */
+    /* How often the leader checkpoints long leases' remaining TTL
+     * (--experimental-enable-lease-checkpoint with
+     * --lease-checkpoint-interval-ms); 0: never, as etcd by default. */
+    uint64_t lease_checkpoint_ms;
     /* The initial cluster (this member included, with its name and
      * client URLs): the membership when the data dir holds no snapshot. */
     const struct roster *initial;

@@ -145,10 +145,18 @@ static int load_snapshot(struct core *c, const char *data_dir, char *err, size_t
         rpc_member_store(&c->env.member->alarms, pt.alarms);
         if (pt.cluster != NULL && roster_decode(&c->roster, pt.cluster, pt.cluster_len) != 0) {
             free(pt.cluster);
+            free(pt.leases);
             snprintf(err, err_len, "snapshot: the member list in it is malformed");
             return -1;
         }
         free(pt.cluster);
+        /* A snapshot from before leases existed has no LEASES section. */
+        int rv = core_lease_load(c, pt.leases, pt.leases_len);
+        free(pt.leases);
+        if (rv != 0) {
+            snprintf(err, err_len, "snapshot: the lease table in it: %s", lease_strerror(rv));
+            return -1;
+        }
     }
     return 0;
 }
@@ -251,7 +259,13 @@ int core_open(struct core **out, const char *data_dir, const struct core_config 
     c->snapshot_count = cfg->snapshot_count != 0 ? cfg->snapshot_count : 1;
     c->heartbeat_ms = cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : 100;
     c->request_timeout_ms = 5000 + 2 * (cfg->election_ms != 0 ? cfg->election_ms : 1000);
+    core_lease_config(c, cfg);
+    if (core_lease_load(c, NULL, 0) != 0) {
+        free(c);
+        return -1;
+    }
     if (boot_roster(c, cfg, err, err_len) != 0) {
+        core_lease_free(c);
         free(c);
         return -1;
     }
@@ -299,6 +313,7 @@ void core_close(struct core *c)
         raft_free(c->raft);
     pending_fini(&c->pending);
     core_members_free(c);
+    core_lease_free(c);
     core_snap_in_drop(c);
     for (size_t i = 0; i < c->unled.n; i++)
         shard_msg_free(c->unled.v[i]);

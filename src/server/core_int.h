@@ -12,6 +12,7 @@
 #include "core.h"
 
 #include "autocompact.h"
+#include "lease.h"
 #include "pending.h"
 #include "roster.h"
 #include "rpc.pb-c.h"
@@ -34,14 +35,16 @@ enum core_op {
  * not a reason to spin: readers may hold the memory a while). */
 #define RECLAIM_STEP_OBJECTS 65536u
 
-#define CORE_TURN_PROPOSALS_MAX 8192u       /* proposals taken from the shards per turn */
-#define CORE_TURN_BYTES_MAX     (32u << 20) /* proposal bytes taken per turn */
-#define CORE_WAITING_MAX        65536u      /* proposals/reads waiting for a leader */
-#define CORE_READ_ROUNDS_MAX    256u        /* ReadIndex rounds in flight */
-#define CORE_ENVELOPE_BYTES     16u
-#define CORE_CATCHUP_ENTRIES    5000u      /* log kept behind a snapshot for slow followers */
-#define CORE_PEER_DROP_MS       2000u      /* a removed member's connection lingers this long */
-#define CORE_SYNC_READIES_MAX   (1u << 24) /* bound of the start-up drive loop */
+#define CORE_TURN_PROPOSALS_MAX     8192u       /* proposals taken from the shards per turn */
+#define CORE_TURN_BYTES_MAX         (32u << 20) /* proposal bytes taken per turn */
+#define CORE_WAITING_MAX            65536u      /* proposals/reads waiting for a leader */
+#define CORE_READ_ROUNDS_MAX        256u        /* ReadIndex rounds in flight */
+#define CORE_ENVELOPE_BYTES         16u
+#define CORE_CATCHUP_ENTRIES        5000u      /* log kept behind a snapshot for slow followers */
+#define CORE_PEER_DROP_MS           2000u      /* a removed member's connection lingers this long */
+#define CORE_SYNC_READIES_MAX       (1u << 24) /* bound of the start-up drive loop */
+#define CORE_LEASE_REVOKES_PER_TICK 100u       /* expired leases revoked per tick (leader) */
+#define CORE_LEASE_CHECKPOINTS_MAX  1000u      /* checkpoints in one entry (etcd's batch) */
 
 /* etcd's messages for requests the cluster could not serve. */
 #define ERR_TIMEOUT        "etcdserver: request timed out"
@@ -106,7 +109,9 @@ struct core {
     struct wal *wal;
     struct snapshot *snap;
     struct raft *raft;
-    struct rpc_env env;        /* with the core's own MVCC reader */
+    struct rpc_env env; /* with the core's own MVCC reader and the lease table */
+    struct lease_config lease_cfg;
+    uint64_t election_ms;      /* --election-timeout: a new leader extends leases by it */
     struct roster roster;      /* the replicated member list */
     struct roster_member self; /* this member's name and client URLs */
     bool published;            /* our attributes were applied this run */
@@ -223,6 +228,29 @@ void core_background(struct core *c);
 void core_install_snapshot(struct core *c, const struct raft_snap_meta *meta);
 void core_on_peer_snapshot(void *arg, const struct raft_msg *m, const char *path);
 void core_snap_in_drop(struct core *c);
+
+/* core_lease.c */
+/* The table's settings from the configuration (after heartbeat_ms and
+ * request_timeout_ms are set). */
+void core_lease_config(struct core *c, const struct core_config *cfg);
+/* Replaces the lease table by the one blob encodes (a snapshot's LEASES
+ * section), or an empty one for NULL. 0, or an enum lease_err (the table
+ * unchanged). */
+int core_lease_load(struct core *c, const uint8_t *blob, size_t len);
+void core_lease_free(struct core *c);
+/* After each ready: the table's leader state follows Raft's role. */
+void core_lease_role(struct core *c);
+/* Each tick on the leader: revokes of expired leases, checkpoints due. */
+void core_lease_tick(struct core *c, uint64_t now);
+/* A RPC_LOCAL_LEASE_* request: answered from the table. */
+void core_lease_local(struct core *c, struct shard_msg *m);
+/* etcd's LeaseRenew (one KeepAlive request) for the streaming RPC: on the
+ * leader renews lease id and gives its granted TTL in *ttl_s (and clears
+ * its checkpoint through the log); LEASE_ERR_NOT_PRIMARY on a follower
+ * (the request must go to the leader), LEASE_ERR_NOT_FOUND (answer TTL
+ * 0), LEASE_ERR_EXPIRED (its revoke is pending: answer TTL 0). The same
+ * as a RPC_LOCAL_LEASE_KEEPALIVE message, without the message. */
+int core_lease_renew(struct core *c, int64_t id, int64_t *ttl_s);
 
 /* core_members.c */
 /* A membership request or MoveLeader from a client (m->data[0] is its

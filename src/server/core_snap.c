@@ -98,6 +98,15 @@ void core_install_snapshot(struct core *c, const struct raft_snap_meta *meta)
         core_fatal("wal: snapshot marker", -EIO);
     adopt_roster(c, pt.cluster, pt.cluster_len);
     free(pt.cluster);
+    /* The leader's lease table (none in a snapshot older than leases);
+     * this member's leader state follows Raft after this ready. */
+    int rv = core_lease_load(c, pt.leases, pt.leases_len);
+    free(pt.leases);
+    if (rv != 0) {
+        fprintf(stderr, "cetcd: fatal: the leader's snapshot %llu: lease table: %s\n",
+                (unsigned long long)meta->index, lease_strerror(rv));
+        exit(1);
+    }
     rpc_member_store(&c->env.member->alarms, pt.alarms);
     c->applied = meta->index;
     c->applied_term = meta->term;
@@ -176,9 +185,12 @@ void core_background(struct core *c)
         pt.term = c->applied_term;
         pt.alarms = rpc_member_load(&c->env.member->alarms);
         pt.cluster = roster_encode(&c->roster, &pt.cluster_len);
+        /* Encoded here, between applies: the table as of pt. */
+        pt.leases = lease_encode(c->env.leases, &pt.leases_len);
         c->snap_conf = *raft_conf(c->raft);
-        rv = pt.cluster != NULL ? snapshot_start(c->snap, &pt) : -1;
+        rv = pt.cluster != NULL && pt.leases != NULL ? snapshot_start(c->snap, &pt) : -1;
         free(pt.cluster);
+        free(pt.leases);
         if (rv == 0) {
             c->snap_wal_mark = c->wal_bytes;
             c->snap_gen++;

@@ -280,6 +280,10 @@ static int server_start(struct server *sv, struct config *cfg, struct shard_conf
         .initial = &sv->initial,
         .token = cfg->initial_cluster_token,
         .strict_reconfig = cfg->strict_reconfig_check,
+        .lease_checkpoint_ms = cfg->lease_checkpoint ? (cfg->lease_checkpoint_interval_ms != 0
+                                                            ? cfg->lease_checkpoint_interval_ms
+                                                            : 300000)
+                                                     : 0,
     };
     config_retention(cfg, &cc.auto_period_ms, &cc.auto_revisions);
     if (core_open(&sv->core, cfg->data_dir, &cc, &sv->env, err, sizeof(err)) != 0) {

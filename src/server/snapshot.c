@@ -42,8 +42,11 @@
  *                     this member (replicated state, as the KV data)
  *   3 CLUSTER (optional, at most SNAPSHOT_CLUSTER_BYTES_MAX): the cluster's
  *     membership, in the core's encoding (core.c documents it).
- *   MVCC and META must occur exactly once, CLUSTER at most once; any
- *   other type fails the load.
+ *   4 LEASES (optional, at most SNAPSHOT_LEASES_BYTES_MAX): the lease table,
+ *     as lease_encode() writes it (src/lease/lease_codec.c documents it;
+ *     it carries its own CRC). Files written before leases have none.
+ *   MVCC and META must occur exactly once, CLUSTER and LEASES at most
+ *   once; any other type fails the load.
  *
  * MVCC RECORD (uvarint = unsigned LEB128, at most 10 bytes; int64 fields
  * are stored as their uint64 two's-complement value)
@@ -96,6 +99,7 @@
 #define SEC_META           1u
 #define SEC_MVCC           2u
 #define SEC_CLUSTER        3u
+#define SEC_LEASES         4u
 #define META_BYTES         40u
 #define VARINT_BYTES_MAX   10u
 #define REC_TAIL_BYTES_MAX (5 * VARINT_BYTES_MAX + 1)
@@ -295,12 +299,11 @@ static int write_meta(struct snap_writer *w, const struct meta *m)
     return snap_write_section_end(w);
 }
 
-static int write_cluster(struct snap_writer *w, const struct snapshot_point *pt)
+static int write_blob(struct snap_writer *w, uint32_t type, const uint8_t *p, size_t len)
 {
-    if (pt->cluster_len == 0)
+    if (len == 0)
         return 0;
-    if (snap_write_section_begin(w, SEC_CLUSTER) != 0 ||
-        snap_write(w, pt->cluster, pt->cluster_len) != 0)
+    if (snap_write_section_begin(w, type) != 0 || snap_write(w, p, len) != 0)
         return -1;
     return snap_write_section_end(w);
 }
@@ -348,7 +351,8 @@ static int write_snapshot(struct snapshot *s, const struct snapshot_point *pt, i
                m.rev, want_rev);
         goto fail;
     }
-    if (write_meta(w, &m) != 0 || write_cluster(w, pt) != 0) {
+    if (write_meta(w, &m) != 0 || write_blob(w, SEC_CLUSTER, pt->cluster, pt->cluster_len) != 0 ||
+        write_blob(w, SEC_LEASES, pt->leases, pt->leases_len) != 0) {
         seterr(err, err_len, "%s", snap_write_error(w));
         goto fail;
     }
@@ -490,6 +494,7 @@ void snapshot_fini(struct snapshot *s)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->want.cluster);
+    free(s->want.leases);
     free(s);
 }
 
@@ -499,19 +504,25 @@ int snapshot_start(struct snapshot *s, const struct snapshot_point *pt)
 
     if (s->busy)
         return -1;
-    if (pt->cluster_len > SNAPSHOT_CLUSTER_BYTES_MAX)
+    if (pt->cluster_len > SNAPSHOT_CLUSTER_BYTES_MAX || pt->leases_len > SNAPSHOT_LEASES_BYTES_MAX)
         return -1;
     uint8_t *cluster = NULL;
-    if (pt->cluster_len != 0) {
-        cluster = malloc(pt->cluster_len);
-        if (cluster == NULL)
-            return -1;
-        memcpy(cluster, pt->cluster, pt->cluster_len);
+    uint8_t *leases = NULL;
+    if ((pt->cluster_len != 0 && (cluster = malloc(pt->cluster_len)) == NULL) ||
+        (pt->leases_len != 0 && (leases = malloc(pt->leases_len)) == NULL)) {
+        free(cluster);
+        return -1;
     }
+    if (cluster != NULL)
+        memcpy(cluster, pt->cluster, pt->cluster_len);
+    if (leases != NULL)
+        memcpy(leases, pt->leases, pt->leases_len);
     pthread_mutex_lock(&s->mu);
     free(s->want.cluster);
+    free(s->want.leases);
     s->want = *pt;
     s->want.cluster = cluster;
+    s->want.leases = leases;
     s->want_rev = mvcc_current_revision(s->store);
     s->job = JOB_REQUESTED;
     pthread_cond_broadcast(&s->cv);
@@ -538,6 +549,8 @@ int snapshot_poll(struct snapshot *s, struct snapshot_point *done)
         *done = s->want;
         done->cluster = NULL;
         done->cluster_len = 0;
+        done->leases = NULL;
+        done->leases_len = 0;
         rv = 1;
     } else if (s->job == JOB_FAILED) {
         rv = -1;
@@ -614,9 +627,11 @@ struct load {
     struct snapshot *s;
     bool restore; /* second pass: feed the store */
     struct meta meta;
-    bool have_meta, have_mvcc, have_cluster;
+    bool have_meta, have_mvcc, have_cluster, have_leases;
     uint8_t *cluster; /* the CLUSTER section (last pass) */
     size_t cluster_len;
+    uint8_t *leases; /* the LEASES section (last pass) */
+    size_t leases_len;
     uint64_t records;
     int64_t max_mod;
     uint8_t *prev_key; /* first pass: order check */
@@ -800,18 +815,20 @@ static int load_meta(struct load *l, struct snap_reader *r, uint64_t len)
     return 0;
 }
 
-static int load_cluster(struct load *l, struct snap_reader *r, uint64_t len)
+/* An opaque section (CLUSTER, LEASES) read whole into *blob. */
+static int load_blob(struct load *l, struct snap_reader *r, uint64_t len, uint64_t max,
+                     const char *name, uint8_t **blob, size_t *blob_len)
 {
     uint8_t extra;
 
-    if (len == 0 || len > SNAPSHOT_CLUSTER_BYTES_MAX)
-        return load_fail(l, "CLUSTER section of %" PRIu64 " bytes", len);
-    free(l->cluster);
-    l->cluster = malloc((size_t)len);
-    l->cluster_len = (size_t)len;
-    if (l->cluster == NULL)
+    if (len == 0 || len > max)
+        return load_fail(l, "%s section of %" PRIu64 " bytes", name, len);
+    free(*blob);
+    *blob = malloc((size_t)len);
+    *blob_len = (size_t)len;
+    if (*blob == NULL)
         return load_fail(l, "out of memory");
-    if (snap_read_full(r, l->cluster, (size_t)len) != 0 || snap_read(r, &extra, 1) != 0)
+    if (snap_read_full(r, *blob, (size_t)len) != 0 || snap_read(r, &extra, 1) != 0)
         return load_fail(l, "%s", snap_read_error(r));
     return 0;
 }
@@ -825,7 +842,7 @@ static int load_pass(struct load *l, const char *path)
     int rv;
 
     l->why[0] = '\0';
-    l->have_meta = l->have_mvcc = l->have_cluster = false;
+    l->have_meta = l->have_mvcc = l->have_cluster = l->have_leases = false;
     l->records = 0;
     l->max_mod = 0;
     if (snap_read_open(&r, path, l->why, sizeof(l->why)) != 0)
@@ -834,6 +851,7 @@ static int load_pass(struct load *l, const char *path)
         bool *seen = type == SEC_META      ? &l->have_meta
                      : type == SEC_MVCC    ? &l->have_mvcc
                      : type == SEC_CLUSTER ? &l->have_cluster
+                     : type == SEC_LEASES  ? &l->have_leases
                                            : NULL;
 
         if (seen == NULL || *seen) {
@@ -845,7 +863,10 @@ static int load_pass(struct load *l, const char *path)
         }
         *seen = true;
         rv = type == SEC_META      ? load_meta(l, r, len)
-             : type == SEC_CLUSTER ? load_cluster(l, r, len)
+             : type == SEC_CLUSTER ? load_blob(l, r, len, SNAPSHOT_CLUSTER_BYTES_MAX, "CLUSTER",
+                                               &l->cluster, &l->cluster_len)
+             : type == SEC_LEASES  ? load_blob(l, r, len, SNAPSHOT_LEASES_BYTES_MAX, "LEASES",
+                                               &l->leases, &l->leases_len)
                                    : load_mvcc(l, r);
         if (rv != 0) {
             /* Records are decoded as they stream, before the section's
@@ -902,6 +923,9 @@ int snapshot_install(struct snapshot *s, const char *path, struct snapshot_point
     free(l.cluster);
     l.cluster = NULL;
     l.cluster_len = 0;
+    free(l.leases);
+    l.leases = NULL;
+    l.leases_len = 0;
     if (rv != 0) {
         seterr(err, err_len, "snapshot %s: %s", path, l.why);
         return -1;
@@ -915,6 +939,7 @@ int snapshot_install(struct snapshot *s, const char *path, struct snapshot_point
         mvcc_restore_abort(s->store);
         seterr(err, err_len, "snapshot %s: %s (while restoring)", path, l.why);
         free(l.cluster);
+        free(l.leases);
         return -1;
     }
     pt->index = l.meta.index;
@@ -922,6 +947,8 @@ int snapshot_install(struct snapshot *s, const char *path, struct snapshot_point
     pt->alarms = l.meta.alarms;
     pt->cluster = l.cluster;
     pt->cluster_len = l.cluster_len;
+    pt->leases = l.leases;
+    pt->leases_len = l.leases_len;
     if (stat(path, &st) == 0)
         __atomic_store_n(&s->size_bytes, (uint64_t)st.st_size, __ATOMIC_RELAXED);
     return 0;
@@ -957,6 +984,9 @@ int snapshot_load(struct snapshot *s, struct snapshot_point *pt, bool *found, ch
     free(l.cluster);
     l.cluster = NULL;
     l.cluster_len = 0;
+    free(l.leases);
+    l.leases = NULL;
+    l.leases_len = 0;
     if (k < 0) {
         free(v);
         return -1;
@@ -969,6 +999,7 @@ int snapshot_load(struct snapshot *s, struct snapshot_point *pt, bool *found, ch
     if (rv != 0) {
         seterr(err, err_len, "snapshot %s: %s (while restoring)", path, l.why);
         free(l.cluster);
+        free(l.leases);
         free(v);
         return -1;
     }
@@ -977,6 +1008,8 @@ int snapshot_load(struct snapshot *s, struct snapshot_point *pt, bool *found, ch
     pt->alarms = l.meta.alarms;
     pt->cluster = l.cluster;
     pt->cluster_len = l.cluster_len;
+    pt->leases = l.leases;
+    pt->leases_len = l.leases_len;
     *found = true;
     if (stat(path, &st) == 0)
         __atomic_store_n(&s->size_bytes, (uint64_t)st.st_size, __ATOMIC_RELAXED);

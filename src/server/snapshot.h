@@ -3,8 +3,8 @@
  * background, and read back at start-up (internal to the server module).
  *
  * What a snapshot holds: the Raft position it covers (index, term), the
- * MVCC state (every stored version, current and compact revision) and,
- * later, leases, auth and members. The file format lives in src/raft/snap.c
+ * MVCC state (every stored version, current and compact revision), the
+ * members, the lease table and, later, auth. The file format lives in src/raft/snap.c
  * (sections with CRC32C); this file decides what goes in the sections.
  *
  * Threads: snapshot_start() and snapshot_poll() are called by the core
@@ -34,9 +34,15 @@ struct snapshot_point {
      * when the file has none); snapshot_poll() leaves it NULL. */
     uint8_t *cluster;
     size_t cluster_len;
+    /* The lease table (lease_encode(); opaque here, at most
+     * SNAPSHOT_LEASES_BYTES_MAX), handled as `cluster` is. NULL, 0: none
+     * (a snapshot written before leases existed). */
+    uint8_t *leases;
+    size_t leases_len;
 };
 
 #define SNAPSHOT_CLUSTER_BYTES_MAX (1u << 20)
+#define SNAPSHOT_LEASES_BYTES_MAX  (1ull << 32)
 
 /* Sets up snapshots for the data dir (creates member/snap 0700 if absent). */
 int snapshot_init(struct snapshot **out, const char *data_dir, struct mvcc_store *store, char *err,

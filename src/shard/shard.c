@@ -14,6 +14,15 @@
  * before the socket is closed and the slot freed, so no completion ever
  * refers to freed memory. Replies for a slot whose generation moved on
  * (the client vanished) are dropped and freed.
+ *
+ * Streaming calls (Watch, LeaseKeepAlive, Observe: stream_methods[]) reach
+ * the shard through rpc_conn's on_stream_* callbacks. A method with a
+ * service gets an entry in the shard's stream registry (bounded:
+ * SHARD_STREAMS_MAX) from open to close, and its service's hooks; the
+ * entry is found again through rpc_conn_stream_user(). A method without a
+ * service yet is answered at open, trailers-only, with what rpc_dispatch
+ * answers for it (UNIMPLEMENTED "cetcd: method ... is not implemented
+ * yet"), and takes no entry.
  */
 #include "shard.h"
 
@@ -50,6 +59,24 @@ enum shard_op {
 #define SPIN_NS         250000 /* longest poll while an answer is due */
 #define IDLE_SPIN_NS    50000  /* longest poll after a turn that did work */
 
+/* One open streaming call that has a service. */
+struct shard_stream {
+    struct shard_conn *conn; /* valid until the service's close hook */
+    int32_t stream_id;
+    unsigned method; /* index in stream_methods[] */
+    void *state;     /* the service's */
+    uint32_t index;  /* in shard.streams */
+};
+
+/* A streaming method's service: hooks called on the shard thread; `close`
+ * exactly once per opened entry, after which the entry is reused. */
+struct stream_service {
+    void (*open)(struct shard *s, struct shard_stream *ss);
+    void (*msg)(struct shard *s, struct shard_stream *ss, const uint8_t *msg, size_t len);
+    void (*half_close)(struct shard *s, struct shard_stream *ss);
+    void (*close)(struct shard *s, struct shard_stream *ss);
+};
+
 struct shard_conn {
     int fd;
     uint32_t slot;
@@ -80,6 +107,9 @@ struct shard {
     unsigned awaiting; /* proposals sent to the core, not yet answered */
     bool was_busy;     /* the last turn handled completions */
     struct rpc_env env;
+    struct shard_stream *streams; /* SHARD_STREAMS_MAX entries */
+    uint32_t *free_streams;       /* indexes into streams, a stack */
+    uint32_t n_free_streams;
     pthread_t thread;
     /* core only (shard 0's thread): per target shard */
 };
@@ -316,7 +346,122 @@ static void serve_held_read(struct shard_conn *c, struct shard_msg *m)
     serve(c, m->tag.stream_id, path, msg, len, true);
 }
 
-static const struct rpc_conn_ops conn_ops = {.on_request = on_request};
+/* ---- streaming calls ---- */
+
+/* Methods that are streams in etcd's API. No service is plugged in yet. */
+static const struct {
+    const char *path;
+    const struct stream_service *svc; /* NULL: not implemented yet */
+} stream_methods[] = {
+    {"/etcdserverpb.Watch/Watch", NULL},
+    {"/etcdserverpb.Lease/LeaseKeepAlive", NULL},
+    {"/v3electionpb.Election/Observe", NULL},
+};
+
+#define N_STREAM_METHODS (sizeof(stream_methods) / sizeof(stream_methods[0]))
+
+static int stream_method(const char *path)
+{
+    for (unsigned i = 0; i < N_STREAM_METHODS; i++) {
+        if (strcmp(stream_methods[i].path, path) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static bool is_streaming(const char *path)
+{
+    return stream_method(path) >= 0;
+}
+
+/* A method without a service: the answer a unary call to it gets today
+ * (learner and no-leader refusals included), trailers-only at open. */
+static void stream_unimplemented(struct shard_conn *c, int32_t sid, const char *path)
+{
+    static __thread char msg[RPC_PATH_BYTES_MAX + 64];
+    struct shard *s = c->shard;
+    struct rpc_result r;
+
+    s->env.require_leader = rpc_conn_require_leader(c->rpc, sid);
+    rpc_dispatch(&s->env, path, NULL, 0, &r);
+    s->env.require_leader = false;
+    if (r.action == RPC_ACT_REPLY && r.code != RPC_OK) {
+        rpc_conn_stream_end(c->rpc, sid, r.code, r.message);
+        return;
+    }
+    free(r.body);
+    free(r.side);
+    snprintf(msg, sizeof(msg), "cetcd: method %s is not implemented yet", path);
+    rpc_conn_stream_end(c->rpc, sid, RPC_UNIMPLEMENTED, msg);
+}
+
+static void on_stream_open(void *arg, struct rpc_conn *rc, int32_t sid, const char *path)
+{
+    struct shard_conn *c = arg;
+    struct shard *s = c->shard;
+    int m = stream_method(path);
+    struct shard_stream *ss;
+
+    if (m < 0 || stream_methods[m].svc == NULL) {
+        stream_unimplemented(c, sid, path);
+        return;
+    }
+    if (s->n_free_streams == 0) {
+        rpc_conn_stream_end(rc, sid, RPC_RESOURCE_EXHAUSTED, "cetcd: too many open streams");
+        return;
+    }
+    ss = &s->streams[s->free_streams[--s->n_free_streams]];
+    ss->conn = c;
+    ss->stream_id = sid;
+    ss->method = (unsigned)m;
+    ss->state = NULL;
+    rpc_conn_stream_set_user(rc, sid, ss);
+    stream_methods[m].svc->open(s, ss);
+}
+
+static void on_stream_msg(void *arg, struct rpc_conn *rc, int32_t sid, const char *path,
+                          const uint8_t *msg, size_t len)
+{
+    struct shard_conn *c = arg;
+    struct shard_stream *ss = rpc_conn_stream_user(rc, sid);
+
+    (void)path;
+    if (ss != NULL)
+        stream_methods[ss->method].svc->msg(c->shard, ss, msg, len);
+}
+
+static void on_stream_half_close(void *arg, struct rpc_conn *rc, int32_t sid)
+{
+    struct shard_conn *c = arg;
+    struct shard_stream *ss = rpc_conn_stream_user(rc, sid);
+
+    if (ss != NULL)
+        stream_methods[ss->method].svc->half_close(c->shard, ss);
+}
+
+static void on_stream_close(void *arg, struct rpc_conn *rc, int32_t sid)
+{
+    struct shard_conn *c = arg;
+    struct shard *s = c->shard;
+    struct shard_stream *ss = rpc_conn_stream_user(rc, sid);
+
+    if (ss == NULL)
+        return;
+    stream_methods[ss->method].svc->close(s, ss);
+    rpc_conn_stream_set_user(rc, sid, NULL);
+    ss->conn = NULL;
+    ss->state = NULL;
+    s->free_streams[s->n_free_streams++] = ss->index;
+}
+
+static const struct rpc_conn_ops conn_ops = {
+    .on_request = on_request,
+    .is_streaming = is_streaming,
+    .on_stream_open = on_stream_open,
+    .on_stream_msg = on_stream_msg,
+    .on_stream_half_close = on_stream_half_close,
+    .on_stream_close = on_stream_close,
+};
 
 /* ---- completions ---- */
 
@@ -593,6 +738,17 @@ static int shard_init(struct shard_set *set, unsigned id, char *err, size_t err_
     s->n_free = SHARD_CONNS_MAX;
     s->env.member = set->member;
     s->env.store = set->store;
+    s->streams = calloc(SHARD_STREAMS_MAX, sizeof(*s->streams));
+    s->free_streams = calloc(SHARD_STREAMS_MAX, sizeof(*s->free_streams));
+    if (s->streams == NULL || s->free_streams == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    for (i = 0; i < SHARD_STREAMS_MAX; i++) {
+        s->streams[i].index = i;
+        s->free_streams[i] = SHARD_STREAMS_MAX - 1 - i;
+    }
+    s->n_free_streams = SHARD_STREAMS_MAX;
     rv = ring_loop_init(&s->loop, RING_ENTRIES);
     if (rv < 0) {
         snprintf(err, err_len, "io_uring_queue_init: %s", strerror(-rv));
@@ -695,10 +851,12 @@ static void shard_fini(struct shard_set *set, struct shard *s)
         struct shard_conn *c = s->conns[slot];
         if (c == NULL)
             continue;
-        rpc_conn_destroy(c->rpc);
+        rpc_conn_destroy(c->rpc); /* closes its streams in the registry */
         close(c->fd);
         free(c);
     }
+    free(s->streams);
+    free(s->free_streams);
     free_msgs(s->backlog);
     free_msgs(set->reply_backlog[s->id]);
     if (s->to_core.buf != NULL) {

@@ -32,6 +32,7 @@ struct mvcc_store;
 #define SHARD_CONNS_MAX     4096  /* connections per shard */
 #define SHARD_MBOX_CAPACITY 8192  /* messages per mailbox (power of two) */
 #define SHARD_RECV_BYTES    16384 /* receive buffer per connection */
+#define SHARD_STREAMS_MAX   16384 /* streaming calls with a service, per shard */
 
 /* Completion ops below SHARD_OP_CORE_BASE are the shard's own; the core's
  * hooks get every completion whose op is >= SHARD_OP_CORE_BASE. */

@@ -346,6 +346,9 @@ for _ in $(seq 1 100); do
 done
 check "the removed member stopped by itself" test "$ok" = 1
 check "three members left" test "$(ctl infra3 member list | grep -c started)" = 3
+# (Removing the leader makes the others elect a new one first.)
+wait_leader $((10 * ELECTION_MS)) "${NODES[0]}" "${NODES[2]}" infra3 >/dev/null ||
+	fail "no leader among the three left"
 check "writes go on without it" ctl infra3 put after-remove yes
 check "read back through ${NODES[0]}" \
 	test "$(ctl "${NODES[0]}" get after-remove --print-value-only)" = yes

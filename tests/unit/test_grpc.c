@@ -20,6 +20,17 @@
  * streams the client reset, GOAWAY, and a broken preface.
  * Memory ownership (reply bodies, stream state) is checked by running this
  * under ASan/LSan: see test_reset_after_reply and test_destroy_with_pending.
+ *
+ * Streaming calls (paths under /test.Stream/ are streaming here): client
+ * messages split oddly across DATA frames and packed several per frame,
+ * each delivered once and in order; server messages before and after
+ * client messages; trailers; client half-close then server end; server end
+ * first (trailers, then RST_STREAM(NO_ERROR)); a trailers-only answer at
+ * open; client RST_STREAM and connection destroy (on_stream_close exactly
+ * once per opened stream); bad framing and oversized messages on a stream;
+ * the output bounds against a client whose windows are exhausted, then
+ * everything delivered once they open; many concurrent streams; unary
+ * calls on the same connection.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,8 +75,23 @@ struct req_body {
     uint8_t *buf; /* owned */
     size_t len;
     size_t off;
-    size_t chunk; /* 0: as much as nghttp2 allows */
+    size_t chunk;  /* 0: as much as nghttp2 allows */
+    bool more;     /* a stream still open: defer, do not end, when empty */
+    bool deferred; /* the provider deferred: resume after adding bytes */
+    size_t cap;
 };
+
+/* One streaming callback, in the order they came. */
+enum sev_kind { SEV_OPEN = 'o', SEV_MSG = 'm', SEV_HALF = 'h', SEV_CLOSE = 'c' };
+
+struct sev {
+    int32_t sid;
+    char kind;
+    uint8_t *msg; /* SEV_MSG: owned copy */
+    size_t len;
+};
+
+#define SEVS_MAX 8192u
 
 /* One on_request call. */
 struct call {
@@ -80,6 +106,14 @@ struct fx {
     nghttp2_session *cl;
     size_t out_slice_bytes; /* server bytes moved per pump step, 0: all */
     bool reply_inline;      /* on_request echoes the message at once */
+    /* Streaming behaviour of the server callbacks. */
+    bool end_at_open;   /* on_stream_open ends the call UNIMPLEMENTED */
+    bool echo;          /* on_stream_msg sends the message back */
+    bool end_on_half;   /* on_stream_half_close ends the call OK */
+    bool send_in_close; /* on_stream_close tries to send (must fail) */
+    bool manual_window; /* the client never opens its windows by itself */
+    struct sev sevs[SEVS_MAX];
+    unsigned n_sevs;
     struct resp resp[STREAMS_MAX];
     struct req_body body[STREAMS_MAX];
     unsigned n_streams;
@@ -164,7 +198,78 @@ static void on_request(void *arg, struct rpc_conn *c, int32_t sid, const char *p
         rpc_conn_reply(c, sid, RPC_OK, NULL, dup_bytes(msg, len), len);
 }
 
-static const struct rpc_conn_ops test_ops = {.on_request = on_request};
+static bool t_is_streaming(const char *path)
+{
+    return strncmp(path, "/test.Stream/", 13) == 0;
+}
+
+static struct sev *sev_add(struct fx *f, int32_t sid, char kind)
+{
+    struct sev *e;
+
+    assert_true(f->n_sevs < SEVS_MAX);
+    e = &f->sevs[f->n_sevs++];
+    e->sid = sid;
+    e->kind = kind;
+    e->msg = NULL;
+    e->len = 0;
+    return e;
+}
+
+static void t_stream_open(void *arg, struct rpc_conn *c, int32_t sid, const char *path)
+{
+    struct fx *f = arg;
+
+    assert_ptr_equal(c, f->c);
+    assert_true(t_is_streaming(path));
+    assert_null(rpc_conn_stream_user(c, sid));
+    rpc_conn_stream_set_user(c, sid, f);
+    sev_add(f, sid, SEV_OPEN);
+    if (f->end_at_open)
+        rpc_conn_stream_end(c, sid, RPC_UNIMPLEMENTED, "cetcd: method x is not implemented yet");
+}
+
+static void t_stream_msg(void *arg, struct rpc_conn *c, int32_t sid, const char *path,
+                         const uint8_t *msg, size_t len)
+{
+    struct fx *f = arg;
+    struct sev *e = sev_add(f, sid, SEV_MSG);
+
+    assert_true(t_is_streaming(path));
+    assert_ptr_equal(rpc_conn_stream_user(c, sid), f);
+    e->msg = dup_bytes(msg, len);
+    e->len = len;
+    if (f->echo)
+        assert_int_equal(rpc_conn_stream_send(c, sid, dup_bytes(msg, len), len), 0);
+}
+
+static void t_stream_half(void *arg, struct rpc_conn *c, int32_t sid)
+{
+    struct fx *f = arg;
+
+    sev_add(f, sid, SEV_HALF);
+    if (f->end_on_half)
+        rpc_conn_stream_end(c, sid, RPC_OK, NULL);
+}
+
+static void t_stream_close(void *arg, struct rpc_conn *c, int32_t sid)
+{
+    struct fx *f = arg;
+
+    sev_add(f, sid, SEV_CLOSE);
+    if (f->send_in_close)
+        assert_int_equal(rpc_conn_stream_send(c, sid, dup_bytes("late", 4), 4), -1);
+    assert_null(rpc_conn_stream_user(c, sid));
+}
+
+static const struct rpc_conn_ops test_ops = {
+    .on_request = on_request,
+    .is_streaming = t_is_streaming,
+    .on_stream_open = t_stream_open,
+    .on_stream_msg = t_stream_msg,
+    .on_stream_half_close = t_stream_half,
+    .on_stream_close = t_stream_close,
+};
 
 /* ---- the client side ---- */
 
@@ -264,10 +369,14 @@ static ssize_t cl_read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
         n = length;
     if (b->chunk != 0 && n > b->chunk)
         n = b->chunk;
+    if (n == 0 && b->more) {
+        b->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
     if (n != 0)
         memcpy(buf, b->buf + b->off, n);
     b->off += n;
-    if (b->off == b->len)
+    if (b->off == b->len && !b->more)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
@@ -306,6 +415,7 @@ static void pump(struct fx *f)
 static void fx_open(struct fx *f, size_t max_msg_bytes)
 {
     nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
 
     f->c = rpc_conn_create(&test_ops, f, max_msg_bytes);
     assert_non_null(f->c);
@@ -314,7 +424,10 @@ static void fx_open(struct fx *f, size_t max_msg_bytes)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cl_on_data);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cl_on_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cl_on_close);
-    assert_int_equal(nghttp2_session_client_new(&f->cl, cbs, f), 0);
+    assert_int_equal(nghttp2_option_new(&opt), 0);
+    nghttp2_option_set_no_auto_window_update(opt, f->manual_window);
+    assert_int_equal(nghttp2_session_client_new2(&f->cl, cbs, f, opt), 0);
+    nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
     assert_int_equal(nghttp2_submit_settings(f->cl, NGHTTP2_FLAG_NONE, NULL, 0), 0);
     pump(f);
@@ -335,7 +448,9 @@ static void fx_close(struct fx *f)
     }
     for (unsigned i = 0; i < f->n_calls; i++)
         free(f->calls[i].msg);
-    f->n_streams = f->n_calls = 0;
+    for (unsigned i = 0; i < f->n_sevs; i++)
+        free(f->sevs[i].msg);
+    f->n_streams = f->n_calls = f->n_sevs = 0;
     free(f->scratch[0]);
     free(f->scratch[1]);
     f->scratch[0] = f->scratch[1] = NULL;
@@ -1015,6 +1130,569 @@ static void test_garbage_preface(void **state)
     assert_int_equal(rpc_conn_feed(f->c, (const uint8_t *)"\x16\x03\x01\x02\x00", 5), -1);
 }
 
+/* ---- streaming calls ---- */
+
+#define STREAM_PATH "/test.Stream/Bidi"
+
+/* Opens a streaming call: HEADERS now, DATA whenever client_send adds
+ * bytes, END_STREAM at client_half_close. */
+static unsigned submit_stream(struct fx *f, const char *path, size_t chunk)
+{
+    unsigned i = submit_raw(f, "POST", path, "application/grpc", dup_bytes("", 0), 0, chunk);
+
+    f->body[i].more = true;
+    return i;
+}
+
+static void body_append(struct req_body *b, const uint8_t *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap > 64 ? b->cap : 64;
+        while (cap < b->len + n)
+            cap *= 2;
+        b->buf = realloc(b->buf, cap);
+        assert_non_null(b->buf);
+        b->cap = cap;
+    }
+    if (n != 0)
+        memcpy(b->buf + b->len, p, n);
+    b->len += n;
+}
+
+static void client_resume(struct fx *f, unsigned i)
+{
+    if (f->body[i].deferred) {
+        f->body[i].deferred = false;
+        assert_int_equal(nghttp2_session_resume_data(f->cl, f->resp[i].sid), 0);
+    }
+}
+
+/* Adds raw bytes to a stream's request body. */
+static void client_raw(struct fx *f, unsigned i, const uint8_t *p, size_t n)
+{
+    body_append(&f->body[i], p, n);
+    client_resume(f, i);
+}
+
+/* Adds one length-prefixed message. */
+static void client_send(struct fx *f, unsigned i, const uint8_t *msg, size_t len)
+{
+    size_t blen;
+    uint8_t *b = grpc_frame(0, (uint32_t)len, msg, len, &blen);
+
+    client_raw(f, i, b, blen);
+    free(b);
+}
+
+static void client_half_close(struct fx *f, unsigned i)
+{
+    f->body[i].more = false;
+    if (f->body[i].deferred) {
+        client_resume(f, i);
+    }
+}
+
+/* Events of one stream of a kind, and the n-th message event. */
+static unsigned sev_count(const struct fx *f, int32_t sid, char kind)
+{
+    unsigned n = 0;
+
+    for (unsigned k = 0; k < f->n_sevs; k++)
+        n += f->sevs[k].sid == sid && f->sevs[k].kind == kind;
+    return n;
+}
+
+static const struct sev *sev_msg(const struct fx *f, int32_t sid, unsigned nth)
+{
+    for (unsigned k = 0; k < f->n_sevs; k++) {
+        if (f->sevs[k].sid == sid && f->sevs[k].kind == SEV_MSG && nth-- == 0)
+            return &f->sevs[k];
+    }
+    return NULL;
+}
+
+/* The response data of a stream is exactly these messages, in order. */
+static void expect_msgs(const struct resp *r, const uint8_t *const *msgs, const size_t *lens,
+                        unsigned n)
+{
+    size_t off = 0;
+
+    for (unsigned k = 0; k < n; k++) {
+        assert_true(off + 5 <= r->data_len);
+        assert_int_equal(r->data[off], 0);
+        assert_int_equal(((uint32_t)r->data[off + 1] << 24) | ((uint32_t)r->data[off + 2] << 16) |
+                             ((uint32_t)r->data[off + 3] << 8) | r->data[off + 4],
+                         lens[k]);
+        off += 5;
+        assert_true(off + lens[k] <= r->data_len);
+        if (lens[k] != 0)
+            assert_memory_equal(r->data + off, msgs[k], lens[k]);
+        off += lens[k];
+    }
+    assert_int_equal(off, r->data_len);
+}
+
+/* Ended with trailers (after HEADERS and messages): grpc-status `code`. */
+static void expect_trailers(const struct resp *r, int code, const char *message)
+{
+    assert_int_equal(r->status, 200);
+    assert_string_equal(r->ctype, "application/grpc");
+    assert_int_equal(r->headers_frames, 2);
+    assert_int_equal(r->grpc_status, code);
+    assert_int_equal(r->grpc_status_cat, NGHTTP2_HCAT_HEADERS);
+    assert_true(r->grpc_status_end);
+    assert_true(r->end_stream);
+    assert_int_equal(r->has_grpc_message, message != NULL);
+    if (message != NULL)
+        assert_string_equal(r->grpc_message, message);
+}
+
+/* Several client messages split oddly (prefixes cut, several per frame, one
+ * bigger than a frame), each delivered once and in order; server messages
+ * before and after; client half-close, then server messages and the end. */
+static void test_stream_bidi(void **state)
+{
+    struct fx *f = *state;
+    static const size_t lens[] = {0, 1, 4, 5, 100, 20000, 3, 0};
+    static const size_t chunks[] = {1, 2, 3, 7, 0};
+    enum { NM = sizeof(lens) / sizeof(lens[0]) };
+    uint8_t *big = f->scratch[0] = malloc(20000);
+    const uint8_t *out[3] = {(const uint8_t *)"first", (const uint8_t *)"", big};
+    const size_t out_len[3] = {5, 0, 20000};
+    unsigned idx[5];
+
+    assert_non_null(big);
+    fill_pattern(big, 20000, 10);
+    fx_open(f, MAX_MSG_DEFAULT_BYTES);
+    for (unsigned s = 0; s < 5; s++)
+        idx[s] = submit_stream(f, STREAM_PATH, chunks[s]);
+    pump(f);
+    for (unsigned s = 0; s < 5; s++) {
+        int32_t sid = f->resp[idx[s]].sid;
+        assert_int_equal(sev_count(f, sid, SEV_OPEN), 1);
+        /* Nothing is sent before the first message. */
+        assert_int_equal(f->resp[idx[s]].headers_frames, 0);
+        assert_int_equal(rpc_conn_stream_send(f->c, sid, dup_bytes("first", 5), 5), 0);
+        assert_int_equal(rpc_conn_stream_queued(f->c, sid), 10);
+    }
+    assert_int_equal(rpc_conn_streams_open(f->c), 5);
+    pump(f);
+    for (unsigned s = 0; s < 5; s++) {
+        assert_int_equal(f->resp[idx[s]].headers_frames, 1);
+        assert_int_equal(rpc_conn_stream_queued(f->c, f->resp[idx[s]].sid), 0);
+        expect_msgs(&f->resp[idx[s]], out, out_len, 1);
+        /* All messages queued at once: several per DATA frame when the
+         * chunk allows it. */
+        for (unsigned k = 0; k < NM; k++) {
+            uint8_t m[20000];
+            fill_pattern(m, lens[k], k);
+            client_send(f, idx[s], m, lens[k]);
+        }
+    }
+    pump(f);
+    for (unsigned s = 0; s < 5; s++) {
+        int32_t sid = f->resp[idx[s]].sid;
+        assert_int_equal(sev_count(f, sid, SEV_MSG), NM);
+        for (unsigned k = 0; k < NM; k++) {
+            uint8_t m[20000];
+            const struct sev *e = sev_msg(f, sid, k);
+            fill_pattern(m, lens[k], k);
+            assert_int_equal(e->len, lens[k]);
+            if (lens[k] != 0)
+                assert_memory_equal(e->msg, m, lens[k]);
+        }
+        assert_int_equal(sev_count(f, sid, SEV_HALF), 0);
+        assert_int_equal(rpc_conn_stream_send(f->c, sid, NULL, 0), 0);
+        client_half_close(f, idx[s]);
+    }
+    pump(f);
+    for (unsigned s = 0; s < 5; s++) {
+        int32_t sid = f->resp[idx[s]].sid;
+        assert_int_equal(sev_count(f, sid, SEV_HALF), 1);
+        assert_int_equal(sev_count(f, sid, SEV_CLOSE), 0);
+        assert_false(f->resp[idx[s]].end_stream);
+        /* After the client's end the server still sends, then ends. */
+        assert_int_equal(rpc_conn_stream_send(f->c, sid, dup_bytes(big, 20000), 20000), 0);
+        rpc_conn_stream_end(f->c, sid, RPC_OK, NULL);
+        assert_int_equal(rpc_conn_stream_send(f->c, sid, dup_bytes("x", 1), 1), -1);
+    }
+    pump(f);
+    for (unsigned s = 0; s < 5; s++) {
+        int32_t sid = f->resp[idx[s]].sid;
+        expect_msgs(&f->resp[idx[s]], out, out_len, 3);
+        expect_trailers(&f->resp[idx[s]], RPC_OK, NULL);
+        assert_true(f->resp[idx[s]].closed);
+        assert_int_equal(f->resp[idx[s]].close_code, NGHTTP2_NO_ERROR);
+        assert_int_equal(sev_count(f, sid, SEV_CLOSE), 1);
+        /* open, messages, half-close, close: in that order */
+        assert_int_equal(sev_count(f, sid, SEV_OPEN) + sev_count(f, sid, SEV_HALF), 2);
+    }
+    assert_int_equal(rpc_conn_streams_open(f->c), 0);
+    assert_int_equal(rpc_conn_pending(f->c), 0);
+    assert_true(rpc_conn_alive(f->c));
+}
+
+/* The server ends first, with an error, while the client still sends:
+ * messages, trailers with the status, then RST_STREAM(NO_ERROR); what the
+ * client sends after the end is not delivered. */
+static void test_stream_server_ends_first(void **state)
+{
+    struct fx *f = *state;
+    const uint8_t *out[1] = {(const uint8_t *)"ev"};
+    const size_t out_len[1] = {2};
+    unsigned i;
+    int32_t sid;
+
+    fx_open(f, MAX_MSG_DEFAULT_BYTES);
+    i = submit_stream(f, STREAM_PATH, 0);
+    client_send(f, i, (const uint8_t *)"a", 1);
+    pump(f);
+    sid = f->resp[i].sid;
+    assert_int_equal(sev_count(f, sid, SEV_MSG), 1);
+    assert_int_equal(rpc_conn_stream_send(f->c, sid, dup_bytes("ev", 2), 2), 0);
+    rpc_conn_stream_end(f->c, sid, RPC_FAILED_PRECONDITION, "gone 100%");
+    rpc_conn_stream_end(f->c, sid, RPC_OK, NULL); /* no effect */
+    client_send(f, i, (const uint8_t *)"b", 1);
+    pump(f);
+    expect_msgs(&f->resp[i], out, out_len, 1);
+    expect_trailers(&f->resp[i], RPC_FAILED_PRECONDITION, "gone 100%25");
+    assert_true(f->resp[i].closed);
+    assert_int_equal(f->resp[i].close_code, NGHTTP2_NO_ERROR);
+    assert_int_equal(sev_count(f, sid, SEV_MSG), 1);
+    assert_int_equal(sev_count(f, sid, SEV_HALF), 0);
+    assert_int_equal(sev_count(f, sid, SEV_CLOSE), 1);
+    assert_int_equal(rpc_conn_streams_open(f->c), 0);
+}
+
+/* Ended inside on_stream_open (the shard's answer for a method with no
+ * service yet): a trailers-only answer, the message that came with the
+ * HEADERS never delivered, close once. Also with END_STREAM on HEADERS. */
+static void test_stream_end_at_open(void **state)
+{
+    struct fx *f = *state;
+    static const uint8_t msg[] = {0x08, 0x01};
+    size_t blen;
+    uint8_t *b;
+    unsigned i, j, h;
+
+    fx_open(f, MAX_MSG_DEFAULT_BYTES);
+    f->end_at_open = true;
+    i = submit_stream(f, STREAM_PATH, 0);
+    client_send(f, i, msg, sizeof(msg));
+    b = grpc_frame(0, sizeof(msg), msg, sizeof(msg), &blen);
+    j = submit_raw(f, "POST", STREAM_PATH, "application/grpc", b, blen, 0);
+    h = submit_raw(f, "POST", STREAM_PATH, "application/grpc", NULL, 0, 0);
+    pump(f);
+    for (unsigned k = 0; k < 3; k++) {
+        const struct resp *r = &f->resp[k == 0 ? i : k == 1 ? j : h];
+        expect_error(r, RPC_UNIMPLEMENTED, "cetcd: method x is not implemented yet");
+        assert_true(r->closed);
+        assert_int_equal(r->close_code, NGHTTP2_NO_ERROR);
+        assert_int_equal(sev_count(f, r->sid, SEV_OPEN), 1);
+        assert_int_equal(sev_count(f, r->sid, SEV_MSG), 0);
+        assert_int_equal(sev_count(f, r->sid, SEV_HALF), 0);
+        assert_int_equal(sev_count(f, r->sid, SEV_CLOSE), 1);
+    }
+    assert_int_equal(rpc_conn_streams_open(f->c), 0);
+    assert_int_equal(f->n_calls, 0);
+    /* A streaming path that is not a gRPC call never opens. */
+    i = submit_raw(f, "GET", STREAM_PATH, "application/grpc", NULL, 0, 0);
+    b = grpc_frame(0, sizeof(msg), msg, sizeof(msg), &blen);
+    j = submit_raw(f, "POST", STREAM_PATH, "application/json", b, blen, 0);
+    pump(f);
+    expect_error(&f->resp[i], RPC_UNIMPLEMENTED, "malformed method name");
+    expect_error(&f->resp[j], RPC_UNIMPLEMENTED, "malformed method name");
+    assert_int_equal(sev_count(f, f->resp[i].sid, SEV_OPEN), 0);
+    assert_int_equal(sev_count(f, f->resp[j].sid, SEV_OPEN), 0);
+    assert_int_equal(sev_count(f, f->resp[j].sid, SEV_CLOSE), 0);
+}
+
+/* The client resets: on_stream_close once, sends fail, queued output is
+ * freed (ASan), the connection lives on. */
+static void test_stream_client_reset(void **state)
+{
+    struct fx *f = *state;
+    unsigned i, j;
+    int32_t sid;
+
+    fx_open(f, MAX_MSG_DEFAULT_BYTES);
+    f->send_in_close = true;
+    i = submit_stream(f, STREAM_PATH, 0);
+    j = submit_stream(f, STREAM_PATH, 0);
+    pump(f);
+    sid = f->resp[i].sid;
+    assert_int_equal(rpc_conn_stream_send(f->c, sid, dup_bytes("queued", 6), 6), 0);
+    assert_int_equal(nghttp2_submit_rst_stream(f->cl, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL), 0);
+    pump(f);
+    assert_true(f->resp[i].closed);
+    assert_int_equal(sev_count(f, sid, SEV_CLOSE), 1);
+    assert_int_equal(rpc_conn_stream_send(f->c, sid, dup_bytes("late", 4), 4), -1);
+    assert_int_equal(rpc_conn_stream_queued(f->c, sid), 0);
+    rpc_conn_stream_end(f->c, sid, RPC_OK, NULL);
+    pump(f);
+    assert_int_equal(sev_count(f, sid, SEV_CLOSE), 1);
+    /* After a half-close too. */
+    sid = f->resp[j].sid;
+    client_half_close(f, j);
+    pump(f);
+    assert_int_equal(sev_count(f, sid, SEV_HALF), 1);
+    assert_int_equal(nghttp2_submit_rst_stream(f->cl, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL), 0);
+    pump(f);
+    assert_int_equal(sev_count(f, sid, SEV_CLOSE), 1);
+    assert_int_equal(rpc_conn_streams_open(f->c), 0);
+    assert_true(rpc_conn_alive(f->c));
+}
+
+/* Destroying the connection closes every opened stream exactly once (and
+ * frees their queues and partial input: ASan). */
+static void test_stream_destroy(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 6 };
+    int32_t sids[N];
+    unsigned idx[N];
+
+    fx_open(f, MAX_MSG_DEFAULT_BYTES);
+    f->send_in_close = true;
+    for (unsigned k = 0; k < N; k++)
+        idx[k] = submit_stream(f, STREAM_PATH, 0);
+    client_raw(f, idx[1], (const uint8_t *)"\0\0\0\0\x10partial", 12); /* partial input */
+    client_half_close(f, idx[2]);
+    pump(f);
+    for (unsigned k = 0; k < N; k++)
+        sids[k] = f->resp[idx[k]].sid;
+    assert_int_equal(rpc_conn_stream_send(f->c, sids[0], dup_bytes("queued", 6), 6), 0);
+    assert_int_equal(rpc_conn_stream_send(f->c, sids[3], dup_bytes("a", 1), 1), 0);
+    pump(f);
+    assert_int_equal(rpc_conn_stream_send(f->c, sids[3], dup_bytes("b", 1), 1), 0);
+    rpc_conn_stream_end(f->c, sids[4], RPC_OK, NULL); /* ended, not yet sent */
+    assert_int_equal(rpc_conn_streams_open(f->c), N);
+    for (unsigned k = 0; k < N; k++)
+        assert_int_equal(sev_count(f, sids[k], SEV_CLOSE), 0);
+    rpc_conn_destroy(f->c);
+    f->c = NULL;
+    for (unsigned k = 0; k < N; k++)
+        assert_int_equal(sev_count(f, sids[k], SEV_CLOSE), 1);
+}
+
+/* A client that does not read (its windows exhausted, never opened): the
+ * server's output stays queued, bounded per stream and per connection;
+ * sends past the bound are refused (and their bodies freed). Once the
+ * client opens its windows, everything accepted arrives intact and in
+ * order, and sends work again. */
+static void test_stream_flow_control(void **state)
+{
+    struct fx *f = *state;
+    enum { NS = 5, MSG = 60000 };
+    uint8_t *msg = f->scratch[0] = malloc(MSG);
+    unsigned idx[NS];
+    unsigned accepted[NS] = {0};
+    size_t total = 0, len;
+
+    assert_non_null(msg);
+    fill_pattern(msg, MSG, 11);
+    f->manual_window = true;
+    fx_open(f, MAX_MSG_DEFAULT_BYTES);
+    for (unsigned s = 0; s < NS; s++)
+        idx[s] = submit_stream(f, STREAM_PATH, 0);
+    pump(f);
+    for (unsigned s = 0; s < NS; s++) {
+        int32_t sid = f->resp[idx[s]].sid;
+        size_t queued = 0;
+        for (;;) {
+            uint8_t *b = dup_bytes(msg, MSG);
+            if (rpc_conn_stream_send(f->c, sid, b, MSG) != 0)
+                break;
+            accepted[s]++;
+            pump(f); /* the client takes what its windows allow */
+            assert_true(rpc_conn_stream_queued(f->c, sid) >= queued);
+            queued = rpc_conn_stream_queued(f->c, sid);
+            assert_true(accepted[s] < 1000);
+        }
+        total += rpc_conn_stream_queued(f->c, sid);
+        /* Bounded: at most one message past the stream's bound. */
+        assert_true(rpc_conn_stream_queued(f->c, sid) < RPC_STREAM_OUT_BYTES_MAX + MSG + 5);
+        assert_true(rpc_conn_stream_queued(f->c, sid) >= RPC_STREAM_OUT_BYTES_MAX ||
+                    total >= RPC_CONN_STREAM_OUT_BYTES_MAX);
+        /* Sent: at most the windows (64 KiB default per stream and per
+         * connection); the rest is queued. */
+        assert_true(f->resp[idx[s]].data_len <= 65535);
+    }
+    /* The connection's bound cut the later streams short. */
+    assert_true(total < RPC_CONN_STREAM_OUT_BYTES_MAX + MSG + 5);
+    assert_true(accepted[NS - 1] < accepted[0]);
+    /* Nothing piles up in the connection's output buffer either. */
+    rpc_conn_output(f->c, &len);
+    assert_int_equal(len, 0);
+
+    /* The client reads: open its windows wide; everything arrives. */
+    assert_int_equal(nghttp2_submit_window_update(f->cl, NGHTTP2_FLAG_NONE, 0, 1 << 30), 0);
+    for (unsigned s = 0; s < NS; s++) {
+        assert_int_equal(
+            nghttp2_submit_window_update(f->cl, NGHTTP2_FLAG_NONE, f->resp[idx[s]].sid, 1 << 30),
+            0);
+    }
+    pump(f);
+    for (unsigned s = 0; s < NS; s++) {
+        int32_t sid = f->resp[idx[s]].sid;
+        const uint8_t *msgs[1000];
+        size_t lens[1000];
+        assert_int_equal(rpc_conn_stream_queued(f->c, sid), 0);
+        for (unsigned k = 0; k < accepted[s]; k++) {
+            msgs[k] = msg;
+            lens[k] = MSG;
+        }
+        expect_msgs(&f->resp[idx[s]], msgs, lens, accepted[s]);
+        assert_int_equal(rpc_conn_stream_send(f->c, sid, NULL, 0), 0);
+        rpc_conn_stream_end(f->c, sid, RPC_OK, NULL);
+        client_half_close(f, idx[s]);
+    }
+    pump(f);
+    for (unsigned s = 0; s < NS; s++) {
+        expect_trailers(&f->resp[idx[s]], RPC_OK, NULL);
+        assert_int_equal(f->resp[idx[s]].data_len, (size_t)(accepted[s] * (MSG + 5) + 5));
+        assert_int_equal(sev_count(f, f->resp[idx[s]].sid, SEV_CLOSE), 1);
+    }
+    assert_int_equal(rpc_conn_streams_open(f->c), 0);
+}
+
+/* Framing errors on a stream end it as grpc-go does: trailers-only when
+ * nothing was sent, trailers after the messages otherwise; messages before
+ * the bad one were delivered. */
+static void test_stream_bad_input(void **state)
+{
+    struct fx *f = *state;
+    uint8_t *big = f->scratch[0] = malloc(1001);
+    const uint8_t *out[1] = {(const uint8_t *)"ok"};
+    const size_t out_len[1] = {2};
+    unsigned i, j, k, m;
+    uint8_t pre[5];
+
+    assert_non_null(big);
+    fill_pattern(big, 1001, 12);
+    fx_open(f, 1000);
+    /* Too large, nothing sent yet: trailers-only, from the prefix alone. */
+    i = submit_stream(f, STREAM_PATH, 3);
+    client_send(f, i, big, 1000); /* exactly at the limit: fine */
+    client_send(f, i, big, 1001);
+    pump(f);
+    expect_error(&f->resp[i], RPC_RESOURCE_EXHAUSTED,
+                 "grpc: received message larger than max (1001 vs. 1000)");
+    assert_int_equal(sev_count(f, f->resp[i].sid, SEV_MSG), 1);
+    assert_int_equal(sev_msg(f, f->resp[i].sid, 0)->len, 1000);
+    assert_int_equal(sev_count(f, f->resp[i].sid, SEV_CLOSE), 1);
+    /* Too large after a server message: in the trailers. */
+    j = submit_stream(f, STREAM_PATH, 0);
+    pump(f);
+    assert_int_equal(rpc_conn_stream_send(f->c, f->resp[j].sid, dup_bytes("ok", 2), 2), 0);
+    pump(f);
+    pre[0] = 0;
+    pre[1] = pre[2] = pre[3] = 0xff;
+    pre[4] = 0xff;
+    client_raw(f, j, pre, 5);
+    pump(f);
+    expect_msgs(&f->resp[j], out, out_len, 1);
+    expect_trailers(&f->resp[j], RPC_RESOURCE_EXHAUSTED,
+                    "grpc: received message larger than max (4294967295 vs. 1000)");
+    assert_int_equal(sev_count(f, f->resp[j].sid, SEV_CLOSE), 1);
+    /* Compressed flag. */
+    k = submit_stream(f, STREAM_PATH, 1);
+    client_raw(f, k, (const uint8_t *)"\x01\0\0\0\x01z", 6);
+    pump(f);
+    expect_error(&f->resp[k], RPC_INTERNAL,
+                 "grpc: compressed flag set with identity or empty encoding");
+    assert_int_equal(sev_count(f, f->resp[k].sid, SEV_MSG), 0);
+    /* The client ends in the middle of a message. */
+    m = submit_stream(f, STREAM_PATH, 0);
+    client_send(f, m, (const uint8_t *)"whole", 5);
+    client_raw(f, m, (const uint8_t *)"\0\0\0\0\x09half", 9);
+    client_half_close(f, m);
+    pump(f);
+    expect_error(&f->resp[m], RPC_INTERNAL, "unexpected EOF");
+    assert_int_equal(sev_count(f, f->resp[m].sid, SEV_MSG), 1);
+    assert_int_equal(sev_count(f, f->resp[m].sid, SEV_HALF), 0);
+    assert_int_equal(sev_count(f, f->resp[m].sid, SEV_CLOSE), 1);
+    assert_int_equal(rpc_conn_streams_open(f->c), 0);
+    assert_true(rpc_conn_alive(f->c));
+}
+
+/* Many streams at once (up to the connection's stream cap), echoing. */
+static void test_stream_many(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 200, NM = 3 };
+
+    fx_open(f, MAX_MSG_DEFAULT_BYTES);
+    f->echo = true;
+    f->end_on_half = true;
+    for (unsigned s = 0; s < N; s++)
+        submit_stream(f, STREAM_PATH, s % 4 == 0 ? 3 : 0);
+    pump(f);
+    assert_int_equal(rpc_conn_streams_open(f->c), N);
+    for (unsigned m = 0; m < NM; m++) {
+        for (unsigned s = 0; s < N; s++) {
+            char b[32];
+            int n = snprintf(b, sizeof(b), "s%u-m%u", s, m);
+            client_send(f, s, (const uint8_t *)b, (size_t)n);
+        }
+        pump(f);
+    }
+    for (unsigned s = 0; s < N; s++)
+        client_half_close(f, s);
+    pump(f);
+    for (unsigned s = 0; s < N; s++) {
+        char b[NM][32];
+        const uint8_t *msgs[NM];
+        size_t lens[NM];
+        for (unsigned m = 0; m < NM; m++) {
+            lens[m] = (size_t)snprintf(b[m], sizeof(b[m]), "s%u-m%u", s, m);
+            msgs[m] = (const uint8_t *)b[m];
+        }
+        expect_msgs(&f->resp[s], msgs, lens, NM);
+        expect_trailers(&f->resp[s], RPC_OK, NULL);
+        assert_int_equal(sev_count(f, f->resp[s].sid, SEV_CLOSE), 1);
+    }
+    assert_int_equal(rpc_conn_streams_open(f->c), 0);
+}
+
+/* Unary calls on a connection with open streams are unaffected; a unary
+ * reply aimed at a stream is dropped. */
+static void test_stream_with_unary(void **state)
+{
+    struct fx *f = *state;
+    const uint8_t *out[1] = {(const uint8_t *)"ev"};
+    const size_t out_len[1] = {2};
+    unsigned st, u1, u2;
+
+    fx_open(f, MAX_MSG_DEFAULT_BYTES);
+    st = submit_stream(f, STREAM_PATH, 0);
+    u1 = submit_call(f, "/etcdserverpb.KV/Put", (const uint8_t *)"p", 1, 0);
+    client_send(f, st, (const uint8_t *)"w", 1);
+    pump(f);
+    assert_int_equal(f->n_calls, 1);
+    assert_int_equal(rpc_conn_pending(f->c), 1);
+    assert_int_equal(sev_count(f, f->resp[st].sid, SEV_MSG), 1);
+    rpc_conn_reply(f->c, f->resp[st].sid, RPC_OK, NULL, dup_bytes("no", 2), 2);
+    assert_int_equal(rpc_conn_stream_send(f->c, f->resp[u1].sid, dup_bytes("no", 2), 2), -1);
+    assert_int_equal(rpc_conn_stream_send(f->c, f->resp[st].sid, dup_bytes("ev", 2), 2), 0);
+    u2 = submit_call(f, "/etcdserverpb.KV/Range", (const uint8_t *)"r", 1, 0);
+    pump(f);
+    rpc_conn_reply(f->c, f->resp[u1].sid, RPC_OK, NULL, dup_bytes("put", 3), 3);
+    rpc_conn_reply(f->c, f->resp[u2].sid, RPC_OK, NULL, dup_bytes("range", 5), 5);
+    pump(f);
+    expect_ok(&f->resp[u1], (const uint8_t *)"put", 3);
+    expect_ok(&f->resp[u2], (const uint8_t *)"range", 5);
+    expect_msgs(&f->resp[st], out, out_len, 1);
+    assert_false(f->resp[st].end_stream);
+    assert_int_equal(rpc_conn_pending(f->c), 0);
+    assert_int_equal(rpc_conn_streams_open(f->c), 1);
+    rpc_conn_stream_end(f->c, f->resp[st].sid, RPC_OK, NULL);
+    client_half_close(f, st);
+    pump(f);
+    expect_trailers(&f->resp[st], RPC_OK, NULL);
+    assert_int_equal(rpc_conn_streams_open(f->c), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1036,6 +1714,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_destroy_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goaway, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_preface, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_bidi, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_server_ends_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_end_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_client_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_destroy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_flow_control, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_with_unary, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
