@@ -136,7 +136,8 @@ void core_refuse(struct core *c, struct shard_msg *m, int code, const char *mess
     free(m->data);
     m->data = NULL;
     m->len = 0;
-    m->kind = SHARD_MSG_REPLY;
+    if (m->kind != SHARD_MSG_STREAM)
+        m->kind = SHARD_MSG_REPLY;
     m->code = code;
     m->message = message;
     core_answer(c, m);

@@ -146,7 +146,8 @@ void core_lease_local(struct core *c, struct shard_msg *m)
 
     rpc_lease_local(&c->env, m->data, m->len, (int64_t)core_now_ms(), &r);
     free(m->data);
-    m->kind = SHARD_MSG_REPLY;
+    if (m->kind != SHARD_MSG_STREAM)
+        m->kind = SHARD_MSG_REPLY;
     m->code = r.code;
     m->message = r.message;
     m->data = r.body;

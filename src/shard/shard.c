@@ -348,13 +348,108 @@ static void serve_held_read(struct shard_conn *c, struct shard_msg *m)
 
 /* ---- streaming calls ---- */
 
+/* LeaseKeepAlive: each request message goes to the core (the lease table
+ * is the core's) and each answer comes back as one message on the stream,
+ * in order. When the client is done sending, the stream ends (status OK)
+ * once the answers still owed have been sent. */
+struct keepalive {
+    uint32_t owed; /* requests sent to the core, not answered yet */
+    bool half_closed;
+};
+
+static void keepalive_open(struct shard *s, struct shard_stream *ss)
+{
+    (void)s;
+    ss->state = calloc(1, sizeof(struct keepalive));
+    if (ss->state == NULL)
+        rpc_conn_stream_end(ss->conn->rpc, ss->stream_id, RPC_RESOURCE_EXHAUSTED,
+                            "etcdserver: out of memory");
+}
+
+static void keepalive_msg(struct shard *s, struct shard_stream *ss, const uint8_t *msg, size_t len)
+{
+    struct keepalive *k = ss->state;
+    struct shard_msg *m;
+
+    if (k == NULL)
+        return;
+    m = calloc(1, sizeof(*m));
+    if (m == NULL || (m->data = malloc(1 + len)) == NULL) {
+        free(m);
+        rpc_conn_stream_end(ss->conn->rpc, ss->stream_id, RPC_RESOURCE_EXHAUSTED,
+                            "etcdserver: out of memory");
+        return;
+    }
+    m->data[0] = RPC_LOCAL_LEASE_KEEPALIVE;
+    if (len != 0)
+        memcpy(m->data + 1, msg, len);
+    m->len = 1 + len;
+    m->kind = SHARD_MSG_STREAM;
+    m->tag.shard = s->id;
+    m->tag.slot = ss->conn->slot;
+    m->tag.gen = ss->conn->gen;
+    m->tag.stream_id = ss->stream_id;
+    if (s->backlog != NULL || !ring_mbox_push(&s->to_core, m))
+        backlog_push(s, m);
+    s->core_needs_wake = true;
+    s->awaiting++;
+    k->owed++;
+}
+
+static void keepalive_half_close(struct shard *s, struct shard_stream *ss)
+{
+    struct keepalive *k = ss->state;
+
+    (void)s;
+    if (k == NULL)
+        return;
+    k->half_closed = true;
+    if (k->owed == 0)
+        rpc_conn_stream_end(ss->conn->rpc, ss->stream_id, RPC_OK, NULL);
+}
+
+static void keepalive_close(struct shard *s, struct shard_stream *ss)
+{
+    (void)s;
+    free(ss->state);
+}
+
+static const struct stream_service keepalive_svc = {
+    .open = keepalive_open,
+    .msg = keepalive_msg,
+    .half_close = keepalive_half_close,
+    .close = keepalive_close,
+};
+
+/* The core's answer to one message of a stream: sent on it (OK) or the
+ * stream ended with the error. A stream the client has gone from takes
+ * nothing (rpc_conn_stream_user finds no entry). */
+static void stream_answer(struct shard_conn *c, struct shard_msg *m)
+{
+    struct shard_stream *ss = rpc_conn_stream_user(c->rpc, m->tag.stream_id);
+    struct keepalive *k = ss != NULL ? ss->state : NULL;
+
+    if (ss == NULL || k == NULL)
+        return;
+    if (k->owed > 0)
+        k->owed--;
+    if (m->code != RPC_OK) {
+        rpc_conn_stream_end(c->rpc, m->tag.stream_id, m->code, m->message);
+        return;
+    }
+    rpc_conn_stream_send(c->rpc, m->tag.stream_id, m->data, m->len);
+    m->data = NULL;
+    if (k->half_closed && k->owed == 0)
+        rpc_conn_stream_end(c->rpc, m->tag.stream_id, RPC_OK, NULL);
+}
+
 /* Methods that are streams in etcd's API. No service is plugged in yet. */
 static const struct {
     const char *path;
     const struct stream_service *svc; /* NULL: not implemented yet */
 } stream_methods[] = {
     {"/etcdserverpb.Watch/Watch", NULL},
-    {"/etcdserverpb.Lease/LeaseKeepAlive", NULL},
+    {"/etcdserverpb.Lease/LeaseKeepAlive", &keepalive_svc},
     {"/v3electionpb.Election/Observe", NULL},
 };
 
@@ -574,6 +669,9 @@ static void deliver_replies(struct shard *s)
         c = conn_lookup(s, m->tag.slot, m->tag.gen);
         if (c != NULL && !c->closing && m->kind == SHARD_MSG_READ_GO) {
             serve_held_read(c, m);
+            conn_flush(c);
+        } else if (c != NULL && !c->closing && m->kind == SHARD_MSG_STREAM) {
+            stream_answer(c, m);
             conn_flush(c);
         } else if (c != NULL && !c->closing) {
             rpc_conn_reply(c->rpc, m->tag.stream_id, m->code, m->message, m->data, m->len);

@@ -52,6 +52,9 @@ struct shard_tag {
 enum shard_msg_kind {
     SHARD_MSG_REPLY = 0,   /* core -> shard: the answer to send */
     SHARD_MSG_READ_GO = 1, /* core -> shard: the held read (data) may run now */
+    SHARD_MSG_STREAM = 2,  /* both ways: a message of a streaming call; the
+                            * core answers with one message on the stream
+                            * (code OK) or ends it (an error) */
 };
 
 struct shard_msg {

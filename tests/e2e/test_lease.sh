@@ -296,6 +296,22 @@ check_eq "after a restart from a snapshot: the lease and its key" \
 	"$(ctl solo lease timetolive "$L" --keys | sed -E 's/remaining\([0-9]+s\)/remaining(R)/')"
 ctl solo lease revoke "$L" >/dev/null
 check_eq "revoke after the snapshot deletes the key" "" "$(ctl solo get sk1)"
+# KeepAlive (a bidirectional stream): etcd's answers for an unknown lease,
+# and a lease kept alive past its TTL keeps its key.
+check_eq "keep-alive --once of an unknown lease: etcd's error" \
+	"Error: etcdserver: requested lease not found" \
+	"$(ctl solo lease keep-alive --once 1234 2>&1 | tail -n 1)"
+check_eq "keep-alive of an unknown lease: etcd's message" \
+	"lease 0000000000001234 expired or revoked." \
+	"$(ctl solo lease keep-alive 1234 2>&1 | tail -n 1)"
+K="$(ctl solo lease grant 2 | grep -oE '^lease [0-9a-f]+' | cut -d' ' -f2)"
+ctl solo put --lease="$K" kept v >/dev/null
+check "keep-alive --once answers the TTL" \
+	grep -q "^lease $K keepalived with TTL(2)" <<<"$(ctl solo lease keep-alive --once "$K" 2>&1)"
+timeout 4 "$ETCDCTL_BIN" --endpoints="$(node_url solo)" lease keep-alive "$K" >"$E2E_TMP/ka.out" 2>&1 || true
+check "keep-alive streams several answers" test "$(grep -c "keepalived with TTL(2)" "$E2E_TMP/ka.out")" -ge 2
+check_eq "the key lived past its 2 s TTL" v "$(ctl solo get kept --print-value-only)"
+
 stop_node solo
 
 # -------------------------------------- part 3: checkpoints in a cluster ---
