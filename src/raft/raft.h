@@ -43,11 +43,11 @@
 
 #define RAFT_NONE 0 /* no member: "no leader", "voted for nobody" */
 
-#define RAFT_MEMBERS_MAX     16       /* voters + learners */
-#define RAFT_INFLIGHT_MAX    1024     /* upper bound of raft_config.max_inflight */
-#define RAFT_READS_MAX       1024     /* read contexts waiting at once */
-#define RAFT_CONF_CTX_BYTES  4096     /* driver context carried by a conf change */
-#define RAFT_PROPOSAL_BYTES  (64u << 20) /* largest entry payload */
+#define RAFT_MEMBERS_MAX    16          /* voters + learners */
+#define RAFT_INFLIGHT_MAX   1024        /* upper bound of raft_config.max_inflight */
+#define RAFT_READS_MAX      1024        /* read contexts waiting at once */
+#define RAFT_CONF_CTX_BYTES 4096        /* driver context carried by a conf change */
+#define RAFT_PROPOSAL_BYTES (64u << 20) /* largest entry payload */
 /* Proposals are refused with RAFT_ERR_BUSY when the leader holds more than
  * RAFT_BACKLOG_ENTRIES entries or RAFT_BACKLOG_BYTES of payload that are
  * not durable locally yet, or when a follower has that much buffered for
@@ -57,18 +57,18 @@
 
 /* Errors: 0 is success, these are negative. RAFT_ERROR_LIST(X) generates
  * the enum and raft_strerror(). */
-#define RAFT_ERROR_LIST(X)                                                            \
-    X(RAFT_ERR_NO_LEADER, -1, "no leader is known")                                   \
-    X(RAFT_ERR_NOT_LEADER, -2, "this member is not the leader")                       \
-    X(RAFT_ERR_TRANSFERRING, -3, "leadership is being transferred")                   \
-    X(RAFT_ERR_CONF_PENDING, -4, "a membership change is still pending")              \
-    X(RAFT_ERR_UNKNOWN_MEMBER, -5, "no such member")                                  \
-    X(RAFT_ERR_MEMBER_EXISTS, -6, "member already exists")                            \
-    X(RAFT_ERR_TOO_MANY_MEMBERS, -7, "too many members")                              \
-    X(RAFT_ERR_TOO_LARGE, -8, "proposal too large")                                   \
-    X(RAFT_ERR_BUSY, -9, "too many requests waiting")                                 \
-    X(RAFT_ERR_REMOVED, -10, "this member was removed from the cluster")              \
-    X(RAFT_ERR_NOT_LEARNER, -11, "member is not a learner")                           \
+#define RAFT_ERROR_LIST(X)                                                                         \
+    X(RAFT_ERR_NO_LEADER, -1, "no leader is known")                                                \
+    X(RAFT_ERR_NOT_LEADER, -2, "this member is not the leader")                                    \
+    X(RAFT_ERR_TRANSFERRING, -3, "leadership is being transferred")                                \
+    X(RAFT_ERR_CONF_PENDING, -4, "a membership change is still pending")                           \
+    X(RAFT_ERR_UNKNOWN_MEMBER, -5, "no such member")                                               \
+    X(RAFT_ERR_MEMBER_EXISTS, -6, "member already exists")                                         \
+    X(RAFT_ERR_TOO_MANY_MEMBERS, -7, "too many members")                                           \
+    X(RAFT_ERR_TOO_LARGE, -8, "proposal too large")                                                \
+    X(RAFT_ERR_BUSY, -9, "too many requests waiting")                                              \
+    X(RAFT_ERR_REMOVED, -10, "this member was removed from the cluster")                           \
+    X(RAFT_ERR_NOT_LEARNER, -11, "member is not a learner")                                        \
     X(RAFT_ERR_INVALID, -12, "invalid argument")
 
 enum raft_error {
@@ -151,20 +151,20 @@ size_t raft_conf_encode(const struct raft_conf_change *c, uint8_t *out, size_t c
 int raft_conf_decode(const uint8_t *data, size_t len, struct raft_conf_change *c);
 
 enum raft_msg_type {
-    RAFT_MSG_APP = 1,        /* entries after (index, log_term); commit */
-    RAFT_MSG_APP_RESP = 2,   /* index: last index now matching, or the rejected one */
-    RAFT_MSG_VOTE = 3,       /* index/log_term: the candidate's last entry */
-    RAFT_MSG_VOTE_RESP = 4,  /* reject */
-    RAFT_MSG_PREVOTE = 5,    /* term: the term the candidate would campaign in */
+    RAFT_MSG_APP = 1,       /* entries after (index, log_term); commit */
+    RAFT_MSG_APP_RESP = 2,  /* index: last index now matching, or the rejected one */
+    RAFT_MSG_VOTE = 3,      /* index/log_term: the candidate's last entry */
+    RAFT_MSG_VOTE_RESP = 4, /* reject */
+    RAFT_MSG_PREVOTE = 5,   /* term: the term the candidate would campaign in */
     RAFT_MSG_PREVOTE_RESP = 6,
-    RAFT_MSG_HEARTBEAT = 7,      /* commit; ctx: read-index round (0: none) */
-    RAFT_MSG_HEARTBEAT_RESP = 8, /* ctx echoed */
-    RAFT_MSG_PROP = 9,           /* follower -> leader: forwarded proposals (entries) */
-    RAFT_MSG_READ_INDEX = 10,    /* follower -> leader: ctx */
+    RAFT_MSG_HEARTBEAT = 7,        /* commit; ctx: read-index round (0: none) */
+    RAFT_MSG_HEARTBEAT_RESP = 8,   /* ctx echoed */
+    RAFT_MSG_PROP = 9,             /* follower -> leader: forwarded proposals (entries) */
+    RAFT_MSG_READ_INDEX = 10,      /* follower -> leader: ctx */
     RAFT_MSG_READ_INDEX_RESP = 11, /* index: the read index for ctx; reject: none */
-    RAFT_MSG_SNAP = 12,          /* leader -> follower: install snap (data sent by the driver) */
-    RAFT_MSG_TIMEOUT_NOW = 13,   /* leader -> transfer target: campaign now */
-    RAFT_MSG_TRANSFER = 14,      /* follower -> leader: transfer leadership to `index` (an ID) */
+    RAFT_MSG_SNAP = 12,            /* leader -> follower: install snap (data sent by the driver) */
+    RAFT_MSG_TIMEOUT_NOW = 13,     /* leader -> transfer target: campaign now */
+    RAFT_MSG_TRANSFER = 14,        /* follower -> leader: transfer leadership to `index` (an ID) */
 };
 
 /* ctx of a VOTE or PREVOTE sent by a leadership-transfer target (after
@@ -223,9 +223,9 @@ struct raft_config {
  * (both zero for a brand new member, with snap.conf the initial
  * membership; a member joining a running cluster boots with the
  * membership it was told, without itself, and learns the rest from the
- * conf entries or the snapshot the leader sends). The log after the snapshot is handed in with raft_load()
- * before the first raft_tick/raft_step. Entries (snap.index, hs.commit]
- * are handed out again for apply: the driver's state is the snapshot's. */
+ * conf entries or the snapshot the leader sends). The log after the snapshot is handed in with
+ * raft_load() before the first raft_tick/raft_step. Entries (snap.index, hs.commit] are handed out
+ * again for apply: the driver's state is the snapshot's. */
 struct raft_boot {
     struct raft_hardstate hs;
     struct raft_snap_meta snap;

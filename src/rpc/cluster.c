@@ -87,9 +87,8 @@ static void to_core(uint8_t type, const uint8_t *msg, size_t len, struct rpc_res
     out->len = 1 + len;
 }
 
-/* Checks that msg decodes as `desc`, then hands it to the core. */
-static void forward(const ProtobufCMessageDescriptor *desc, uint8_t type, const uint8_t *msg,
-                    size_t len, struct rpc_result *out)
+void rpc_to_core(const ProtobufCMessageDescriptor *desc, uint8_t type, const uint8_t *msg,
+                 size_t len, struct rpc_result *out)
 {
     ProtobufCMessage *r = protobuf_c_message_unpack(desc, NULL, len, msg);
 
@@ -105,45 +104,47 @@ void rpc_cluster_member_list(const struct rpc_env *env, const uint8_t *msg, size
                              struct rpc_result *out)
 {
     (void)env;
-    forward(&etcdserverpb__member_list_request__descriptor, RPC_LOCAL_MEMBER_LIST, msg, len, out);
+    rpc_to_core(&etcdserverpb__member_list_request__descriptor, RPC_LOCAL_MEMBER_LIST, msg, len,
+                out);
 }
 
 void rpc_cluster_member_add(const struct rpc_env *env, const uint8_t *msg, size_t len,
                             struct rpc_result *out)
 {
     (void)env;
-    forward(&etcdserverpb__member_add_request__descriptor, RPC_LOCAL_MEMBER_ADD, msg, len, out);
+    rpc_to_core(&etcdserverpb__member_add_request__descriptor, RPC_LOCAL_MEMBER_ADD, msg, len, out);
 }
 
 void rpc_cluster_member_remove(const struct rpc_env *env, const uint8_t *msg, size_t len,
                                struct rpc_result *out)
 {
     (void)env;
-    forward(&etcdserverpb__member_remove_request__descriptor, RPC_LOCAL_MEMBER_REMOVE, msg, len,
-            out);
+    rpc_to_core(&etcdserverpb__member_remove_request__descriptor, RPC_LOCAL_MEMBER_REMOVE, msg, len,
+                out);
 }
 
 void rpc_cluster_member_update(const struct rpc_env *env, const uint8_t *msg, size_t len,
                                struct rpc_result *out)
 {
     (void)env;
-    forward(&etcdserverpb__member_update_request__descriptor, RPC_LOCAL_MEMBER_UPDATE, msg, len,
-            out);
+    rpc_to_core(&etcdserverpb__member_update_request__descriptor, RPC_LOCAL_MEMBER_UPDATE, msg, len,
+                out);
 }
 
 void rpc_cluster_member_promote(const struct rpc_env *env, const uint8_t *msg, size_t len,
                                 struct rpc_result *out)
 {
     (void)env;
-    forward(&etcdserverpb__member_promote_request__descriptor, RPC_LOCAL_MEMBER_PROMOTE, msg, len,
-            out);
+    rpc_to_core(&etcdserverpb__member_promote_request__descriptor, RPC_LOCAL_MEMBER_PROMOTE, msg,
+                len, out);
 }
 
 void rpc_maint_move_leader(const struct rpc_env *env, const uint8_t *msg, size_t len,
                            struct rpc_result *out)
 {
     (void)env;
-    forward(&etcdserverpb__move_leader_request__descriptor, RPC_LOCAL_MOVE_LEADER, msg, len, out);
+    rpc_to_core(&etcdserverpb__move_leader_request__descriptor, RPC_LOCAL_MOVE_LEADER, msg, len,
+                out);
 }
 
 /* ---- Alarm ---- */

@@ -100,44 +100,20 @@ void rpc_lease_revoke(const struct rpc_env *env, const uint8_t *msg, size_t len,
     rpc_propose(env, RPC_ENTRY_LEASE_REVOKE, msg, len, out);
 }
 
-/* Checks that msg decodes as desc, then hands [type][msg] to the core. */
-static void to_core(const ProtobufCMessageDescriptor *desc, uint8_t type, const uint8_t *msg,
-                    size_t len, struct rpc_result *out)
-{
-    ProtobufCMessage *r = protobuf_c_message_unpack(desc, NULL, len, msg);
-    uint8_t *body;
-
-    if (r == NULL) {
-        rpc_fail_unmarshal(out, msg, len);
-        return;
-    }
-    protobuf_c_message_free_unpacked(r, NULL);
-    body = malloc(1 + len);
-    if (body == NULL) {
-        rpc_fail(out, RPC_E_NOMEM);
-        return;
-    }
-    body[0] = type;
-    if (len != 0)
-        memcpy(body + 1, msg, len);
-    out->action = RPC_ACT_PROPOSE;
-    out->body = body;
-    out->len = 1 + len;
-}
-
 void rpc_lease_time_to_live(const struct rpc_env *env, const uint8_t *msg, size_t len,
                             struct rpc_result *out)
 {
     (void)env;
-    to_core(&etcdserverpb__lease_time_to_live_request__descriptor, RPC_LOCAL_LEASE_TTL, msg, len,
-            out);
+    rpc_to_core(&etcdserverpb__lease_time_to_live_request__descriptor, RPC_LOCAL_LEASE_TTL, msg,
+                len, out);
 }
 
 void rpc_lease_leases(const struct rpc_env *env, const uint8_t *msg, size_t len,
                       struct rpc_result *out)
 {
     (void)env;
-    to_core(&etcdserverpb__lease_leases_request__descriptor, RPC_LOCAL_LEASE_LEASES, msg, len, out);
+    rpc_to_core(&etcdserverpb__lease_leases_request__descriptor, RPC_LOCAL_LEASE_LEASES, msg, len,
+                out);
 }
 
 /* ---- core: apply ---- */

@@ -92,6 +92,10 @@ void rpc_kv_delete_range(const struct rpc_env *env, const uint8_t *msg, size_t l
                          struct rpc_result *out);
 void rpc_maint_status(const struct rpc_env *env, const uint8_t *msg, size_t len,
                       struct rpc_result *out);
+/* Checks that msg decodes as `desc`, then hands [type][msg] to the core,
+ * which answers it (membership, MoveLeader, lease queries). */
+void rpc_to_core(const ProtobufCMessageDescriptor *desc, uint8_t type, const uint8_t *msg,
+                 size_t len, struct rpc_result *out);
 void rpc_cluster_member_add(const struct rpc_env *env, const uint8_t *msg, size_t len,
                             struct rpc_result *out);
 void rpc_cluster_member_remove(const struct rpc_env *env, const uint8_t *msg, size_t len,

@@ -299,7 +299,7 @@ check "and still has every earlier write" caught_up "$lagger"
 P3="$(free_port)"
 U3="http://127.0.0.1:$P3"
 out="$(ctl "${NODES[0]}" member add infra3 --peer-urls="$U3" --learner 2>&1 || true)"
-check "member add --learner" grep -q "^Member [0-9a-f]* added to cluster" <<<"$out"
+check "member add --learner" grep -qE "^Member +[0-9a-f]+ added to cluster" <<<"$out"
 check "member add prints the join settings" grep -qF 'ETCD_INITIAL_CLUSTER_STATE="existing"' <<<"$out"
 id3="$(ctl "${NODES[0]}" member list | awk -F', ' -v u="$U3" '$4 == u { print $1 }')"
 check "the new member is listed, unstarted, as a learner" \
