@@ -99,6 +99,7 @@ struct rpc_conn {
     size_t max_msg_bytes;
     unsigned pending;          /* dispatched streams not yet answered */
     unsigned streams_open;     /* streaming calls opened, not yet closed */
+    struct h2_stream *closing; /* the stream whose on_stream_close runs */
     size_t q_bytes;            /* sum of the streams' q_bytes */
     bool dying;                /* rpc_conn_destroy runs: sends fail */
     struct h2_stream *streams; /* every live stream state: nghttp2_session_del
@@ -325,8 +326,12 @@ static void fire_close(struct rpc_conn *c, int32_t sid, struct h2_stream *st)
     st->close_fired = true;
     st->answered = true; /* sends fail from here on */
     c->streams_open--;
+    /* The callback may still read and clear the stream's user pointer
+     * (rpc_conn_stream_user/set_user find it through c->closing). */
+    c->closing = st;
     if (c->ops->on_stream_close != NULL)
         c->ops->on_stream_close(c->arg, c, sid);
+    c->closing = NULL;
 }
 
 static int submit_trailers(nghttp2_session *s, int32_t sid, const struct h2_stream *st)
@@ -607,9 +612,18 @@ size_t rpc_conn_stream_queued(struct rpc_conn *c, int32_t sid)
     return st != NULL ? st->q_bytes : 0;
 }
 
+/* The stream for its user pointer: an open one, or the one whose close
+ * callback is running. */
+static struct h2_stream *stream_for_user(struct rpc_conn *c, int32_t sid)
+{
+    if (c->closing != NULL && c->closing->sid == sid)
+        return c->closing;
+    return stream_get(c, sid);
+}
+
 void rpc_conn_stream_set_user(struct rpc_conn *c, int32_t sid, void *user)
 {
-    struct h2_stream *st = stream_get(c, sid);
+    struct h2_stream *st = stream_for_user(c, sid);
 
     if (st != NULL)
         st->user = user;
@@ -617,7 +631,7 @@ void rpc_conn_stream_set_user(struct rpc_conn *c, int32_t sid, void *user)
 
 void *rpc_conn_stream_user(struct rpc_conn *c, int32_t sid)
 {
-    struct h2_stream *st = stream_get(c, sid);
+    struct h2_stream *st = stream_for_user(c, sid);
 
     return st != NULL ? st->user : NULL;
 }

@@ -191,7 +191,8 @@ void rpc_conn_stream_end(struct rpc_conn *c, int32_t stream_id, int code, const 
 size_t rpc_conn_stream_queued(struct rpc_conn *c, int32_t stream_id);
 
 /* The application's pointer for an open streaming call (NULL until set,
- * and for a stream that is gone). */
+ * and for a stream that is gone); still there during the stream's
+ * on_stream_close, so the application can free what it points to. */
 void rpc_conn_stream_set_user(struct rpc_conn *c, int32_t stream_id, void *user);
 void *rpc_conn_stream_user(struct rpc_conn *c, int32_t stream_id);
 

@@ -259,6 +259,10 @@ static void t_stream_close(void *arg, struct rpc_conn *c, int32_t sid)
     sev_add(f, sid, SEV_CLOSE);
     if (f->send_in_close)
         assert_int_equal(rpc_conn_stream_send(c, sid, dup_bytes("late", 4), 4), -1);
+    /* The close callback still finds the stream's user pointer (to free
+     * what it points to), and may clear it. */
+    assert_ptr_equal(rpc_conn_stream_user(c, sid), f);
+    rpc_conn_stream_set_user(c, sid, NULL);
     assert_null(rpc_conn_stream_user(c, sid));
 }
 
